@@ -74,5 +74,27 @@ crds: $(INSTALLED) ## Regenerate the CRD YAML from the typed spec
 	$(PY) -m modelplane.operator.crd > crds/modelplane.io_modeldeployments.yaml
 	cp crds/modelplane.io_modeldeployments.yaml charts/modelplane/crds/
 
+# Images and the helm release (`make images deploy IMAGE_REGISTRY=registry.example.com/ml`).
+IMAGE_REGISTRY ?= ghcr.io/modelplane
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+RELEASE ?= modelplane
+RELEASE_NAMESPACE ?= modelplane-system
+
+images: ## Build the server and operator images (needs a Docker engine)
+	docker build -f Dockerfile.server -t $(IMAGE_REGISTRY)/modelplane-server:$(IMAGE_TAG) .
+	docker build -f Dockerfile.operator -t $(IMAGE_REGISTRY)/modelplane-operator:$(IMAGE_TAG) .
+
+deploy: tools ## Install or upgrade the chart into the current kube context (CRD applied first)
+	PATH="$(TOOLS_BIN):$$PATH" kubectl apply --server-side --force-conflicts -f charts/modelplane/crds/
+	PATH="$(TOOLS_BIN):$$PATH" helm upgrade --install $(RELEASE) charts/modelplane \
+		--namespace $(RELEASE_NAMESPACE) --create-namespace --wait \
+		--set operator.image.repository=$(IMAGE_REGISTRY)/modelplane-operator \
+		--set operator.image.tag=$(IMAGE_TAG) \
+		--set serverImage.repository=$(IMAGE_REGISTRY)/modelplane-server \
+		--set serverImage.tag=$(IMAGE_TAG) $(HELM_ARGS)
+
+undeploy: tools ## Uninstall the release; the CRD and the ModelDeployments stay (docs/deploy.md)
+	PATH="$(TOOLS_BIN):$$PATH" helm uninstall $(RELEASE) --namespace $(RELEASE_NAMESPACE)
+
 clean: ## Remove the virtualenv and caches (not the converted model)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,10 @@ class OpenAIError(Exception):
     def body(self) -> dict[str, Any]:
         return error_body(self.message, self.error_type, param=self.param, code=self.code)
 
+    def headers(self) -> dict[str, str]:
+        """Extra response headers this error carries (e.g. Retry-After)."""
+        return {}
+
 
 class InvalidRequest(OpenAIError):
     """A parameter is missing, malformed or out of range (also: prompt longer than the context)."""
@@ -64,6 +68,9 @@ class RateLimited(OpenAIError):
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class ServiceUnavailable(OpenAIError):

@@ -1,0 +1,48 @@
+"""`python -m bench`: run the systems, print the table, write latest.json and latest.png."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Sequence
+
+from bench.config import SYSTEMS, BenchConfig, parse_config
+from bench.report import SystemResults, build_results, format_table, plot_chart, write_json
+from bench.runner import log, resolve_model, run_system
+
+
+async def run_serving(config: BenchConfig) -> SystemResults:
+    model, served_name = resolve_model(config)
+    systems: SystemResults = {}
+    # One after another: two engines at once would measure the contention, not the systems.
+    for system in [s for s in config.systems if s in SYSTEMS]:
+        systems[system] = await run_system(system, model, served_name, config)
+        # Collect the stopped engine now, not at interpreter exit when its cleanup fails.
+        gc.collect()
+    return systems
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config = parse_config(argv)
+    serving = [s for s in config.systems if s in SYSTEMS]
+    operator_results = None
+    if "operator" in config.systems:
+        from bench.operator_scale import run_operator_scale
+
+        operator_results = run_operator_scale(config.operator_deployments)
+        print(operator_results.format())
+    if not serving:
+        if operator_results is not None:
+            operator_results.write(config.output_dir / "operator.json")
+        return
+    model, served_name = resolve_model(config)
+    systems = asyncio.run(run_serving(config))
+    results = build_results(config, model, served_name, systems)
+    if operator_results is not None:
+        results["operator"] = operator_results.as_dict()
+    json_path = config.output_dir / "latest.json"
+    png_path = config.output_dir / "latest.png"
+    write_json(results, json_path)
+    plot_chart(results, png_path)
+    print(format_table(results))
+    log(f"wrote {json_path} and {png_path}")

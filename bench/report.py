@@ -1,0 +1,160 @@
+"""The benchmark's outputs: the JSON document, the printed table, the PNG chart."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from bench.config import SYSTEM_LABELS, SYSTEMS, BenchConfig
+from bench.stats import level_ratios
+
+SystemResults = dict[str, dict[str, dict[str, float | int]]]
+# (subject, baseline) pairs reported as ratios, with their key in latest.json.
+RATIO_PAIRS = {
+    "modelplane_vs_vllm": ("modelplane", "vllm"),
+    "modelplane_vs_raw": ("modelplane", "raw"),
+}
+
+
+def build_results(
+    config: BenchConfig, model: str, served_name: str, systems: SystemResults
+) -> dict[str, Any]:
+    """latest.json: what ran, per system and level the metrics, then modelplane's ratios."""
+    ratios = {
+        key: level_ratios(systems[subject], systems[baseline])
+        for key, (subject, baseline) in RATIO_PAIRS.items()
+        if subject in systems and baseline in systems
+    }
+    return {
+        "setup": {
+            "model": model,
+            "served_model_name": served_name,
+            "engine_args": config.engine_args,
+            "concurrency": config.concurrency,
+            "requests_per_level": config.requests_per_level,
+            "max_tokens": config.max_tokens,
+            "warmup_requests": config.warmup_requests,
+            "cpu_count": os.cpu_count(),
+            "machine": platform.machine(),
+        },
+        "systems": systems,
+        "ratios": ratios,
+    }
+
+
+def _finite_or_none(value: Any) -> Any:
+    """JSON has no NaN: a metric without samples (every request failed) is null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_finite_or_none(results), indent=2) + "\n")
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+TABLE_COLUMNS = (
+    ("system", "system"),
+    ("conc", "concurrency"),
+    ("tok/s", "output_tokens_per_s"),
+    ("req/s", "requests_per_s"),
+    ("TTFT p50 ms", "ttft_p50_ms"),
+    ("TTFT p95 ms", "ttft_p95_ms"),
+    ("ITL p50 ms", "itl_p50_ms"),
+    ("e2e p50 ms", "e2e_p50_ms"),
+    ("e2e p95 ms", "e2e_p95_ms"),
+    ("errors", "errors"),
+)
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """A Markdown table (it reads fine in a terminal and pastes into docs) plus the ratios."""
+    rows = []
+    for system in [s for s in SYSTEMS if s in results["systems"]]:
+        for level, metrics in results["systems"][system].items():
+            rows.append(
+                [SYSTEM_LABELS[system], level]
+                + [
+                    _fmt(metrics[key], 2 if key == "requests_per_s" else 1)
+                    for _, key in TABLE_COLUMNS[2:]
+                ]
+            )
+    text = _markdown([title for title, _ in TABLE_COLUMNS], rows)
+    for key, per_level in results["ratios"].items():
+        subject, baseline = RATIO_PAIRS[key]
+        ratio_rows = [
+            [
+                level,
+                _fmt(r["output_tokens_per_s"], 3),
+                _fmt(r["requests_per_s"], 3),
+                _fmt(r["ttft_p50_ms"], 3),
+                _fmt(r["itl_p50_ms"], 3),
+                _fmt(r["e2e_p50_ms"], 3),
+            ]
+            for level, r in per_level.items()
+        ]
+        text += f"\n\n{SYSTEM_LABELS[subject]} / {SYSTEM_LABELS[baseline]}:\n\n" + _markdown(
+            ["conc", "tok/s", "req/s", "TTFT p50", "ITL p50", "e2e p50"], ratio_rows
+        )
+    return text
+
+
+def plot_chart(results: dict[str, Any], path: Path) -> None:
+    """Grouped bars per concurrency level: throughput (higher is better) and TTFT p50."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = [s for s in SYSTEMS if s in results["systems"]]
+    levels = sorted({lvl for s in systems for lvl in results["systems"][s]}, key=int)
+    panels = (
+        ("output_tokens_per_s", "output tokens/s (higher is better)"),
+        ("ttft_p50_ms", "time to first token p50, ms (lower is better)"),
+        ("itl_p50_ms", "inter-token latency p50, ms (lower is better)"),
+    )
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2))
+    width = 0.8 / max(len(systems), 1)
+    for ax, (metric, title) in zip(axes, panels, strict=True):
+        for i, system in enumerate(systems):
+            values = [results["systems"][system].get(lvl, {}).get(metric) or 0.0 for lvl in levels]
+            positions = [x + (i - (len(systems) - 1) / 2) * width for x in range(len(levels))]
+            bars = ax.bar(positions, values, width, label=SYSTEM_LABELS[system])
+            ax.bar_label(bars, fmt="%.0f", fontsize=7)
+        ax.set_xticks(range(len(levels)), [f"{lvl} in flight" for lvl in levels])
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    setup = results["setup"]
+    fig.suptitle(
+        f"{setup['served_model_name']}, {setup['max_tokens']} output tokens/request, "
+        f"{setup['cpu_count']} CPUs, engine flags: {' '.join(setup['engine_args']) or '(none)'}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

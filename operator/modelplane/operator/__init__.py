@@ -1,0 +1,1 @@
+"""ModelDeployment operator (kopf): from one YAML to a GPU serving Deployment."""

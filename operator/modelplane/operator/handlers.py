@@ -1,0 +1,268 @@
+"""Thin kopf handlers: parse the spec, plan the children, apply them through `kube`, set status.
+
+`register()` binds them to a registry with the operator's settings (resync interval), so the
+CLI builds one explicit registry instead of relying on import-time side effects.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+from modelplane.operator import metrics
+from modelplane.operator import spec as specmod
+from modelplane.operator.kube import Kube, KubeError, contains
+from modelplane.operator.resources import plan_children
+from modelplane.operator.resources.meta import DEPLOYMENT_LABEL, MANAGED_BY, Owner, selector_string
+from modelplane.operator.resources.servicemonitor import SERVICE_MONITOR_CRD
+from modelplane.operator.settings import OperatorSettings
+from modelplane.operator.status import build_status, status_changed
+
+log = logging.getLogger(__name__)
+
+# Children whose deletion or edit triggers an immediate reconcile of their owner.
+WATCHED_CHILDREN = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("policy", "v1", "poddisruptionbudgets"),
+)
+RETRY_DELAY_SECONDS = 10
+
+
+def validated_spec(body: Mapping[str, Any]) -> specmod.ModelDeploymentSpec:
+    """The typed spec, or SpecError naming the field (metadata.name included: it names the Service)."""
+    name = body["metadata"]["name"]
+    if not specmod.is_dns_label(name) or not name[0].isalpha():
+        raise specmod.SpecError("metadata.name", "must be a DNS-1035 label (it names the Service)")
+    return specmod.parse_spec(dict(body.get("spec") or {}))
+
+
+def reconcile(
+    kube: Kube, settings: OperatorSettings, body: Mapping[str, Any], trigger: str
+) -> dict[str, Any]:
+    """Bring one ModelDeployment's children to its spec and write its status; returns the status."""
+    owner = Owner.from_body(body)
+    previous = dict(body.get("status") or {})
+    generation = body["metadata"].get("generation")
+    with metrics.DURATION.labels(trigger).time():
+        try:
+            spec = validated_spec(body)
+        except specmod.SpecError as error:
+            return _reject(kube, body, owner, previous, generation, error, trigger)
+        try:
+            monitor = spec.monitoring.service_monitor.enabled and kube.crd_exists(
+                SERVICE_MONITOR_CRD
+            )
+            plan = plan_children(
+                owner,
+                spec,
+                default_image=settings.default_image,
+                service_monitor_available=monitor,
+            )
+            deployment: dict[str, Any] | None = None
+            for manifest in plan.apply:
+                live = kube.apply(manifest)
+                if manifest["kind"] == "Deployment":
+                    deployment = live
+            for ref in plan.delete:
+                kube.delete(ref, owner.namespace)
+            status = sync_status(kube, body, deployment, observed_generation=generation)
+        except KubeError as error:
+            metrics.ERRORS.labels(trigger).inc()
+            metrics.RECONCILES.labels(trigger, "error").inc()
+            raise kopf.TemporaryError(str(error), delay=RETRY_DELAY_SECONDS) from error
+    metrics.RECONCILES.labels(trigger, "applied").inc()
+    return status
+
+
+def _reject(
+    kube: Kube,
+    body: Mapping[str, Any],
+    owner: Owner,
+    previous: dict[str, Any],
+    generation: int | None,
+    error: specmod.SpecError,
+    trigger: str,
+) -> dict[str, Any]:
+    """Invalid spec: no child changes; SpecValid=False naming the field and one Warning Event."""
+    deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
+    status = build_status(
+        name=owner.name,
+        namespace=owner.namespace,
+        served_model_name=None,
+        selector=selector_string(owner),
+        deployment=deployment,
+        spec_error=str(error),
+        observed_generation=generation,
+        previous=previous,
+    )
+    already_reported = any(
+        c.get("type") == "SpecValid"
+        and c.get("status") == "False"
+        and c.get("message") == str(error)
+        for c in previous.get("conditions") or []
+    )
+    if status_changed(previous, status):
+        kube.patch_status(owner.namespace, owner.name, status)
+    if not already_reported:
+        kopf.warn(cast(kopf.Body, body), reason="InvalidSpec", message=str(error))
+    metrics.RECONCILES.labels(trigger, "invalid").inc()
+    return status
+
+
+def sync_status(
+    kube: Kube,
+    owner_body: Mapping[str, Any],
+    deployment: Mapping[str, Any] | None,
+    observed_generation: int | None = None,
+) -> dict[str, Any]:
+    """Write the status computed from the owner and its Deployment, optimistically.
+
+    The write carries the owner's resourceVersion, so a stale view (a reconcile racing a
+    Deployment event) never overwrites a newer one: on a conflict both are read again.
+    """
+    status: dict[str, Any] = {}
+    for _attempt in range(5):
+        owner = Owner.from_body(owner_body)
+        previous = dict(owner_body.get("status") or {})
+        try:
+            spec = validated_spec(owner_body)
+            error, served = None, specmod.served_model_name(spec, owner.name)
+        except specmod.SpecError as exc:
+            error, served = str(exc), None
+        status = build_status(
+            name=owner.name,
+            namespace=owner.namespace,
+            served_model_name=served,
+            selector=selector_string(owner),
+            deployment=None if deployment is None else dict(deployment),
+            spec_error=error,
+            observed_generation=observed_generation or previous.get("observedGeneration"),
+            previous=previous,
+        )
+        if not status_changed(previous, status):
+            return status
+        version = owner_body["metadata"].get("resourceVersion")
+        if kube.patch_status(owner.namespace, owner.name, status, resource_version=version):
+            return status
+        fresh = kube.get(specmod.API_VERSION, specmod.KIND, owner.namespace, owner.name)
+        if fresh is None:
+            return status
+        owner_body = fresh
+        deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
+    return status
+
+
+def on_child_event(
+    kube: Kube, settings: OperatorSettings, event: Mapping[str, Any], body: Mapping[str, Any]
+) -> None:
+    """A child changed: restore it when deleted or edited by hand; the Deployment drives status."""
+    meta = body.get("metadata") or {}
+    owner_name = (meta.get("labels") or {}).get(DEPLOYMENT_LABEL)
+    namespace = meta.get("namespace")
+    if not owner_name or not namespace:
+        return
+    owner_body = kube.get(specmod.API_VERSION, specmod.KIND, namespace, owner_name)
+    if owner_body is None or owner_body["metadata"].get("deletionTimestamp"):
+        return  # the owner is gone: garbage collection takes the children
+    try:
+        spec = validated_spec(owner_body)
+    except specmod.SpecError:
+        return  # an invalid spec changes no children
+    owner = Owner.from_body(owner_body)
+    plan = plan_children(owner, spec, default_image=settings.default_image)
+    desired = next(
+        (
+            m
+            for m in plan.apply
+            if m["kind"] == body.get("kind") and m["metadata"]["name"] == meta.get("name")
+        ),
+        None,
+    )
+    if desired is None:
+        return
+    live: Mapping[str, Any] = body
+    if event.get("type") == "DELETED":
+        log.info(
+            "%s %s/%s was deleted: restoring it", body.get("kind"), namespace, meta.get("name")
+        )
+        live = kube.apply(desired)
+        metrics.RECONCILES.labels("drift", "applied").inc()
+    elif not contains(body, desired):
+        log.info(
+            "%s %s/%s drifted from its spec: patching it",
+            body.get("kind"),
+            namespace,
+            meta.get("name"),
+        )
+        live = kube.apply(desired)
+        metrics.RECONCILES.labels("drift", "applied").inc()
+    if body.get("kind") == "Deployment":
+        sync_status(kube, owner_body, live)
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: Kube) -> None:
+    """Bind the handlers to `registry` with these settings."""
+    md = (specmod.API_VERSION, specmod.PLURAL)
+
+    @kopf.on.login(registry=registry, id="login")
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # An explicit registry has no default login handlers: in-cluster first, then kubeconfig.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.startup(registry=registry, id="configure")
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Progress and diff-base in our own annotations: the status stays ours alone
+        # (the CRD's structural schema would prune kopf's status fields anyway).
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix=specmod.GROUP
+        )
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=specmod.GROUP, key="last-handled-configuration"
+        )
+        settings.persistence.finalizer = f"{specmod.GROUP}/finalizer"
+        # Only warnings become Kubernetes Events (InvalidSpec, failures), not every success.
+        settings.posting.level = logging.WARNING
+        settings.execution.max_workers = operator_settings.max_workers
+        settings.peering.name = operator_settings.peering_name
+        settings.peering.mandatory = False
+        settings.peering.standalone = operator_settings.standalone
+        settings.peering.clusterwide = operator_settings.all_namespaces
+        # Watch streams are re-opened every 10 minutes so a silently dropped connection heals.
+        settings.watching.server_timeout = 600
+
+    operator_settings = settings
+
+    @kopf.on.resume(*md, registry=registry, id="reconcile")
+    @kopf.on.create(*md, registry=registry, id="reconcile")
+    @kopf.on.update(*md, registry=registry, id="reconcile")
+    def apply_model_deployment(body: kopf.Body, reason: str, **_: Any) -> None:
+        reconcile(kube, operator_settings, body, trigger=str(reason))
+
+    if settings.resync_seconds > 0:
+        # Optional periodic re-apply (also covers the unwatched ScaledObject/ServiceMonitor/PVC).
+        # kopf timers put a finalizer on every ModelDeployment, hence off by default.
+        @kopf.timer(
+            *md,
+            interval=settings.resync_seconds,
+            initial_delay=settings.resync_seconds,
+            registry=registry,
+            id="resync",
+        )
+        def resync_model_deployment(body: kopf.Body, **_: Any) -> None:
+            reconcile(kube, operator_settings, body, trigger="resync")
+
+    for group, version, plural in WATCHED_CHILDREN:
+        selector = (f"{group}/{version}", plural) if group else (version, plural)
+
+        @kopf.on.event(
+            *selector,
+            labels={"app.kubernetes.io/managed-by": MANAGED_BY},
+            registry=registry,
+            id=f"child-{plural}",
+        )
+        def child_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+            on_child_event(kube, operator_settings, event, body)

@@ -1,0 +1,177 @@
+"""The Kubernetes API calls of the operator; the only place that tolerates 404 and 409.
+
+Children are applied as "create, and on 409 merge-patch what differs": JSON merge patches work on
+every API server and on custom resources (strategic merge does not), and on the kmock emulator
+the tests use. A child whose live object already contains the desired fields is not patched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import kubernetes
+from modelplane.operator import spec as specmod
+from modelplane.operator.resources import ChildRef
+
+log = logging.getLogger(__name__)
+
+PLURALS = {
+    "Deployment": "deployments",
+    "Service": "services",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "ScaledObject": "scaledobjects",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "ServiceMonitor": "servicemonitors",
+    "CustomResourceDefinition": "customresourcedefinitions",
+    specmod.KIND: specmod.PLURAL,
+}
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class KubeError(Exception):
+    """An API error other than the tolerated 404/409."""
+
+    def __init__(self, status: int, method: str, path: str, body: str) -> None:
+        super().__init__(f"{method} {path} -> HTTP {status}: {body[:300]}")
+        self.status = status
+
+
+def resource_path(
+    api_version: str, kind: str, namespace: str | None, name: str | None = None, sub: str = ""
+) -> str:
+    prefix = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    path = prefix
+    if namespace:
+        path += f"/namespaces/{quote(namespace)}"
+    path += f"/{PLURALS[kind]}"
+    if name:
+        path += f"/{quote(name)}"
+    if sub:
+        path += f"/{sub}"
+    return path
+
+
+def contains(actual: Any, desired: Any) -> bool:
+    """Whether `actual` already holds every field of `desired` (server defaults may add more)."""
+    if isinstance(desired, Mapping):
+        return isinstance(actual, Mapping) and all(
+            k in actual and contains(actual[k], v) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(actual, Sequence)
+            and not isinstance(actual, str)
+            and len(actual) == len(desired)
+            and all(contains(a, d) for a, d in zip(actual, desired, strict=True))
+        )
+    # Quantities and int-or-strings come back normalised ("1" vs 1): compare as text.
+    return actual == desired or str(actual) == str(desired)
+
+
+class Kube:
+    """A thin synchronous client on the `kubernetes` package's connection handling and auth."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
+        self._api = api_client
+        self._lock = threading.Lock()
+
+    @property
+    def api(self) -> kubernetes.client.ApiClient:
+        with self._lock:
+            if self._api is None:
+                try:
+                    kubernetes.config.load_incluster_config()
+                except kubernetes.config.ConfigException:
+                    kubernetes.config.load_kube_config()
+                self._api = kubernetes.client.ApiClient()
+            return self._api
+
+    def request(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> tuple[int, Any]:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        params = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(*params, _request_timeout=30)
+        raw = response.read()
+        text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
+        data = json.loads(text) if text.strip().startswith(("{", "[")) else text
+        return response.status, data
+
+    def _ok(self, method: str, path: str, status: int, data: Any) -> Any:
+        if 200 <= status < 300:
+            return data
+        raise KubeError(
+            status, method, path, json.dumps(data) if not isinstance(data, str) else data
+        )
+
+    def get(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
+        path = resource_path(api_version, kind, namespace, name)
+        status, data = self.request("GET", path)
+        if status == 404:
+            return None
+        return dict(self._ok("GET", path, status, data))
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create the object, or merge-patch the existing one when it differs from `manifest`."""
+        meta = manifest["metadata"]
+        kind, api_version, ns = manifest["kind"], manifest["apiVersion"], meta.get("namespace")
+        path = resource_path(api_version, kind, ns)
+        status, data = self.request("POST", path, manifest)
+        if status != 409:
+            return dict(self._ok("POST", path, status, data))
+        existing = self.get(api_version, kind, ns, meta["name"])
+        if existing is not None and contains(existing, manifest):
+            return existing
+        item = resource_path(api_version, kind, ns, meta["name"])
+        status, data = self.request("PATCH", item, manifest, MERGE_PATCH)
+        return dict(self._ok("PATCH", item, status, data))
+
+    def delete(self, ref: ChildRef, namespace: str) -> bool:
+        """Delete a child if it exists; True when something was deleted."""
+        path = resource_path(ref.api_version, ref.kind, namespace, ref.name)
+        status, data = self.request("DELETE", path)
+        if status == 404:
+            return False
+        self._ok("DELETE", path, status, data)
+        return True
+
+    def patch_status(
+        self,
+        namespace: str,
+        name: str,
+        status_body: dict[str, Any],
+        resource_version: str | None = None,
+    ) -> bool:
+        """Merge-patch a ModelDeployment's status subresource; gone objects are ignored.
+
+        With `resource_version` the write is optimistic: False when the object changed since.
+        """
+        path = resource_path(specmod.API_VERSION, specmod.KIND, namespace, name, "status")
+        body: dict[str, Any] = {"status": status_body}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        status, data = self.request("PATCH", path, body, MERGE_PATCH)
+        if status == 409 and resource_version is not None:
+            return False
+        if status != 404:
+            self._ok("PATCH", path, status, data)
+        return True
+
+    def crd_exists(self, name: str) -> bool:
+        path = resource_path("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, name)
+        status, _ = self.request("GET", path)
+        return status == 200

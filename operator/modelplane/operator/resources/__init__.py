@@ -1,0 +1,73 @@
+"""Pure builders, one per child kind, and the plan of which children a spec wants.
+
+`plan_children` is the KubeAI-style pure plan: what to apply and which kinds must not exist;
+`handlers.py` executes it through `kube.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelplane.operator.resources.autoscaler import build_hpa, build_scaled_object
+from modelplane.operator.resources.deployment import build_deployment
+from modelplane.operator.resources.meta import Owner
+from modelplane.operator.resources.pdb import build_pdb, wants_pdb
+from modelplane.operator.resources.pvc import build_cache_pvc
+from modelplane.operator.resources.service import build_service
+from modelplane.operator.resources.servicemonitor import build_service_monitor
+from modelplane.operator.spec import ModelDeploymentSpec
+
+
+@dataclass(frozen=True)
+class ChildRef:
+    """A child that must not exist (e.g. the HPA after autoscaling was turned off)."""
+
+    api_version: str
+    kind: str
+    name: str
+
+
+@dataclass
+class ChildPlan:
+    apply: list[dict[str, Any]] = field(default_factory=list)
+    delete: list[ChildRef] = field(default_factory=list)
+
+
+def plan_children(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    *,
+    default_image: str,
+    service_monitor_available: bool = False,
+) -> ChildPlan:
+    plan = ChildPlan()
+    if spec.cache.size:  # first: the pod mounts it
+        plan.apply.append(build_cache_pvc(owner, spec))
+    plan.apply.append(build_deployment(owner, spec, default_image=default_image))
+    plan.apply.append(build_service(owner, spec))
+
+    hpa = ChildRef("autoscaling/v2", "HorizontalPodAutoscaler", owner.name)
+    scaled = ChildRef("keda.sh/v1alpha1", "ScaledObject", owner.name)
+    if spec.autoscaling is None:
+        plan.delete += [hpa, scaled]
+    elif spec.autoscaling.provider == "keda":
+        plan.apply.append(build_scaled_object(owner, spec))
+        plan.delete.append(hpa)
+    else:
+        plan.apply.append(build_hpa(owner, spec))
+        plan.delete.append(scaled)
+
+    if wants_pdb(spec):
+        plan.apply.append(build_pdb(owner, spec))
+    else:
+        plan.delete.append(ChildRef("policy/v1", "PodDisruptionBudget", owner.name))
+
+    if spec.monitoring.service_monitor.enabled and service_monitor_available:
+        plan.apply.append(build_service_monitor(owner, spec))
+    # The cache PVC is never deleted when cache.size is removed: it may hold 100s of GB of weights
+    # the user wants to keep; garbage collection removes it with the ModelDeployment.
+    return plan
+
+
+__all__ = ["ChildPlan", "ChildRef", "Owner", "plan_children"]

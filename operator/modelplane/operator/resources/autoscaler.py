@@ -1,0 +1,110 @@
+"""The autoscaler per spec.autoscaling.provider: an autoscaling/v2 HPA or a KEDA ScaledObject.
+
+Both scale the Deployment on `modelplane_requests_in_flight` per replica; the operator then
+never sets the Deployment's replicas itself (it would fight the autoscaler).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelplane.operator.resources.meta import Owner, child
+from modelplane.operator.spec import AutoscalingSpec, ModelDeploymentSpec
+
+IN_FLIGHT_METRIC = "modelplane_requests_in_flight"
+
+# GPU replicas take minutes to start: scale up on a short window, down only after a calm spell.
+HPA_BEHAVIOR = {
+    "scaleUp": {
+        "stabilizationWindowSeconds": 0,
+        "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}],
+    },
+    "scaleDown": {
+        "stabilizationWindowSeconds": 300,
+        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
+    },
+}
+
+
+def _target(owner: Owner) -> dict[str, str]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name}
+
+
+def build_hpa(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
+    auto = _autoscaling(spec)
+    return child(
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        owner.name,
+        owner,
+        "autoscaler",
+        "spec",
+        {
+            "scaleTargetRef": _target(owner),
+            "minReplicas": auto.min_replicas,
+            "maxReplicas": auto.max_replicas,
+            "metrics": [
+                {
+                    "type": "Pods",
+                    "pods": {
+                        "metric": {"name": IN_FLIGHT_METRIC},
+                        "target": {
+                            "type": "AverageValue",
+                            "averageValue": str(auto.target_in_flight_requests),
+                        },
+                    },
+                }
+            ],
+            "behavior": HPA_BEHAVIOR,
+        },
+    )
+
+
+def keda_query(owner: Owner) -> str:
+    """In-flight requests summed over the pods of this deployment (0 when none are running)."""
+    selector = f'namespace="{owner.namespace}",pod=~"{owner.name}-[a-z0-9]+-[a-z0-9]+"'
+    return f"sum({IN_FLIGHT_METRIC}{{{selector}}}) or vector(0)"
+
+
+def build_scaled_object(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
+    auto = _autoscaling(spec)
+    assert auto.prometheus_address is not None
+    return child(
+        "keda.sh/v1alpha1",
+        "ScaledObject",
+        owner.name,
+        owner,
+        "autoscaler",
+        "spec",
+        {
+            "scaleTargetRef": _target(owner),
+            "minReplicaCount": auto.min_replicas,
+            "maxReplicaCount": auto.max_replicas,
+            "pollingInterval": 15,
+            # Scaling to zero unloads the model: wait 5 minutes of silence first.
+            "cooldownPeriod": 300,
+            "triggers": [
+                {
+                    "type": "prometheus",
+                    "metadata": {
+                        "serverAddress": auto.prometheus_address,
+                        "query": keda_query(owner),
+                        "threshold": str(auto.target_in_flight_requests),
+                        "activationThreshold": "0",
+                    },
+                }
+            ],
+        },
+    )
+
+
+def build_autoscaler(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
+    if _autoscaling(spec).provider == "keda":
+        return build_scaled_object(owner, spec)
+    return build_hpa(owner, spec)
+
+
+def _autoscaling(spec: ModelDeploymentSpec) -> AutoscalingSpec:
+    if spec.autoscaling is None:
+        raise ValueError("spec.autoscaling is not set")
+    return spec.autoscaling

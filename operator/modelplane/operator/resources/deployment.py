@@ -1,0 +1,218 @@
+"""The serving Deployment `<name>`: one `modelplane-server` container with TP x PP GPUs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelplane.operator import engine_args
+from modelplane.operator.resources.meta import Owner, child, labels, selector_labels
+from modelplane.operator.resources.pvc import cache_claim_name
+from modelplane.operator.spec import ModelDeploymentSpec
+
+CONTAINER_NAME = "server"
+CACHE_DIR = "/cache"
+HF_HOME = f"{CACHE_DIR}/huggingface"
+RUN_AS = 1000  # the server image's non-root user; fsGroup makes the cache volume writable
+
+# Startup probe budget: a 70B model is ~140 GB; downloading it at ~100 MB/s and loading it onto
+# the GPUs takes 30-40 minutes. 360 x 10 s = 60 minutes before the kubelet gives up on a pod.
+STARTUP_PERIOD_SECONDS = 10
+STARTUP_FAILURE_THRESHOLD = 360
+# The Deployment itself reports ProgressDeadlineExceeded after the same hour.
+PROGRESS_DEADLINE_SECONDS = STARTUP_PERIOD_SECONDS * STARTUP_FAILURE_THRESHOLD
+# preStop keeps the pod serving while Endpoints drop it; then SIGTERM lets in-flight requests
+# (long generations) finish within the grace period.
+PRE_STOP_SLEEP_SECONDS = 10
+TERMINATION_GRACE_SECONDS = 120
+
+
+def build_deployment(
+    owner: Owner, spec: ModelDeploymentSpec, *, default_image: str
+) -> dict[str, Any]:
+    deployment_spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(owner)},
+        # No surge: a new pod needs GPUs an old one still holds; with no spare GPU in the
+        # cluster maxSurge>0 would deadlock the rollout. Replace one pod at a time instead.
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+        },
+        "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
+        "revisionHistoryLimit": 3,
+        "template": build_pod_template(owner, spec, default_image=default_image),
+    }
+    if spec.autoscaling is None:  # else the autoscaler owns .spec.replicas
+        deployment_spec["replicas"] = spec.replicas
+    return child("apps/v1", "Deployment", owner.name, owner, "server", "spec", deployment_spec)
+
+
+def build_pod_template(
+    owner: Owner, spec: ModelDeploymentSpec, *, default_image: str
+) -> dict[str, Any]:
+    gpus = spec.gpus_per_replica
+    annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(engine_args.SERVER_PORT),
+        "prometheus.io/path": "/metrics",
+        **spec.pod_annotations,
+    }
+    pod: dict[str, Any] = {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "enableServiceLinks": False,
+        "containers": [build_container(owner, spec, default_image=default_image)],
+        "volumes": build_volumes(owner, spec),
+    }
+    node_selector = dict(spec.node_selector)
+    if gpus and spec.resources.gpu.product:
+        node_selector["nvidia.com/gpu.product"] = spec.resources.gpu.product
+    if node_selector:
+        pod["nodeSelector"] = node_selector
+    tolerations = [dict(t) for t in spec.tolerations]
+    if gpus:
+        tolerations.insert(
+            0,
+            {"key": spec.resources.gpu.resource_name, "operator": "Exists", "effect": "NoSchedule"},
+        )
+    if tolerations:
+        pod["tolerations"] = tolerations
+    if spec.affinity:
+        pod["affinity"] = dict(spec.affinity)
+    if spec.priority_class_name:
+        pod["priorityClassName"] = spec.priority_class_name
+    return {
+        "metadata": {"labels": labels(owner, "server"), "annotations": annotations},
+        "spec": pod,
+    }
+
+
+def build_container(
+    owner: Owner, spec: ModelDeploymentSpec, *, default_image: str
+) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": spec.image or default_image,
+        "command": ["modelplane-server"],
+        "args": engine_args.engine_flags(spec, owner.name),
+        "ports": [{"name": "http", "containerPort": engine_args.SERVER_PORT, "protocol": "TCP"}],
+        "env": build_env(spec),
+        "resources": build_resources(spec),
+        "volumeMounts": build_volume_mounts(spec),
+        "startupProbe": _probe("/ready", STARTUP_PERIOD_SECONDS, STARTUP_FAILURE_THRESHOLD),
+        "readinessProbe": _probe("/ready", 5, 3),
+        "livenessProbe": _probe("/health", 15, 4),
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if spec.image_pull_policy:
+        container["imagePullPolicy"] = spec.image_pull_policy
+    return container
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 5,
+    }
+
+
+def build_env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    """Sorted by name so the pod template (and its hash) is stable."""
+    env: dict[str, dict[str, Any]] = {
+        "HF_HOME": {"value": HF_HOME},
+        "HOME": {"value": "/tmp"},  # read-only root filesystem: libraries write under $HOME
+        "VLLM_CACHE_ROOT": {"value": f"{CACHE_DIR}/vllm"},
+    }
+    if spec.model.hf_token_secret_ref is not None:
+        ref = spec.model.hf_token_secret_ref
+        env["HF_TOKEN"] = {"valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+    if spec.rate_limit is not None:
+        if spec.rate_limit.requests_per_minute is not None:
+            env["MODELPLANE_RATE_LIMIT_REQUESTS_PER_MINUTE"] = {
+                "value": str(spec.rate_limit.requests_per_minute)
+            }
+        if spec.rate_limit.tokens_per_minute is not None:
+            env["MODELPLANE_RATE_LIMIT_TOKENS_PER_MINUTE"] = {
+                "value": str(spec.rate_limit.tokens_per_minute)
+            }
+    for var in spec.engine.env:
+        env[var.name] = {"value": var.value}
+    return [{"name": name, **value} for name, value in sorted(env.items())]
+
+
+def build_resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    requests: dict[str, Any] = {k: str(v) for k, v in spec.resources.requests.items()}
+    limits: dict[str, Any] = {k: str(v) for k, v in spec.resources.limits.items()}
+    gpus = spec.gpus_per_replica
+    if gpus:
+        limits[spec.resources.gpu.resource_name] = str(gpus)
+        requests[spec.resources.gpu.resource_name] = str(gpus)
+    result: dict[str, Any] = {}
+    if requests:
+        result["requests"] = requests
+    if limits:
+        result["limits"] = limits
+    return result
+
+
+def build_volumes(owner: Owner, spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    cache: dict[str, Any]
+    if spec.cache.persistent_volume_claim:
+        cache = {"persistentVolumeClaim": {"claimName": spec.cache.persistent_volume_claim}}
+    elif spec.cache.size:
+        cache = {"persistentVolumeClaim": {"claimName": cache_claim_name(owner)}}
+    else:
+        cache = {"emptyDir": {}}
+    volumes: list[dict[str, Any]] = [
+        {"name": "cache", **cache},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    if spec.parallel_size > 1:
+        # NCCL and vLLM's workers exchange tensors through /dev/shm; the default 64 MiB is too small.
+        volumes.append({"name": "shm", "emptyDir": {"medium": "Memory"}})
+    claim = engine_args.model_claim(spec)
+    if claim:
+        volumes.append(
+            {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+    if spec.auth.api_key_secret_ref is not None:
+        ref = spec.auth.api_key_secret_ref
+        volumes.append(
+            {
+                "name": "api-keys",
+                "secret": {
+                    "secretName": ref.name,
+                    "items": [{"key": ref.key, "path": "api-keys"}],
+                    "defaultMode": 0o440,
+                },
+            }
+        )
+    return volumes
+
+
+def build_volume_mounts(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [
+        {"name": "cache", "mountPath": CACHE_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if spec.parallel_size > 1:
+        mounts.append({"name": "shm", "mountPath": "/dev/shm"})
+    if engine_args.model_claim(spec):
+        mounts.append({"name": "model", "mountPath": engine_args.MODELS_DIR, "readOnly": True})
+    if spec.auth.api_key_secret_ref is not None:
+        mounts.append({"name": "api-keys", "mountPath": engine_args.API_KEYS_DIR, "readOnly": True})
+    return mounts

@@ -1,0 +1,80 @@
+"""Names, labels, owner references and the spec-hash annotation shared by every child."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from modelplane.operator import spec as specmod
+
+APP_NAME = "modelplane-server"
+MANAGED_BY = "modelplane-operator"
+DEPLOYMENT_LABEL = "modelplane.io/deployment"
+SPEC_HASH_ANNOTATION = "modelplane.io/spec-hash"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The ModelDeployment a child belongs to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    @classmethod
+    def from_body(cls, body: Any) -> Owner:
+        meta = body["metadata"]
+        return cls(name=meta["name"], namespace=meta["namespace"], uid=meta.get("uid", ""))
+
+
+def selector_labels(owner: Owner) -> dict[str, str]:
+    """Immutable pod selector: only the name and the instance."""
+    return {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": owner.name}
+
+
+def labels(owner: Owner, component: str) -> dict[str, str]:
+    return {
+        **selector_labels(owner),
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        DEPLOYMENT_LABEL: owner.name,
+    }
+
+
+def selector_string(owner: Owner) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector_labels(owner).items())
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": specmod.API_VERSION,
+        "kind": specmod.KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def content_hash(content: Any) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def child(
+    api_version: str, kind: str, name: str, owner: Owner, component: str, spec_key: str, spec: Any
+) -> dict[str, Any]:
+    """A child manifest whose metadata carries labels, the owner reference and its content hash."""
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": owner.namespace,
+            "labels": labels(owner, component),
+            "annotations": {SPEC_HASH_ANNOTATION: content_hash(spec)},
+            "ownerReferences": [owner_reference(owner)],
+        },
+        spec_key: spec,
+    }

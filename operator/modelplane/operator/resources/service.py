@@ -1,0 +1,27 @@
+"""The ClusterIP Service `<name>` in front of the server pods (port 8000 named http)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelplane.operator.engine_args import SERVER_PORT
+from modelplane.operator.resources.meta import Owner, child, selector_labels
+from modelplane.operator.spec import ModelDeploymentSpec
+
+
+def build_service(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
+    return child(
+        "v1",
+        "Service",
+        owner.name,
+        owner,
+        "server",
+        "spec",
+        {
+            "type": "ClusterIP",
+            "selector": selector_labels(owner),
+            "ports": [
+                {"name": "http", "port": SERVER_PORT, "targetPort": "http", "protocol": "TCP"}
+            ],
+        },
+    )

@@ -1,0 +1,465 @@
+"""The typed ModelDeployment spec: the single source of truth for validation, defaults and the CRD.
+
+`parse_spec(body)` is what the operator (and anyone validating an example) calls; it raises
+`SpecError` naming the offending field path (e.g. `spec.resources.gpu.count`).
+Cross-field rules live twice on purpose: here (the operator enforces them) and as CEL in the CRD
+(the API server enforces them before the object is stored); `CROSS_FIELD_RULES` keeps them together.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "modelplane.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ["md"]
+
+DEFAULT_IMAGE = "ghcr.io/modelplane/modelplane-server:0.1.0"
+URI_SCHEMES = ("hf", "pvc", "s3", "file")
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class SpecError(ValueError):
+    """An invalid ModelDeployment spec; `field` is the dotted path of the first offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class _Model(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are an error (typos)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=True,
+    )
+
+
+class Quantization(str, enum.Enum):
+    awq = "awq"
+    gptq = "gptq"
+    fp8 = "fp8"
+    bitsandbytes = "bitsandbytes"
+    gguf = "gguf"
+    compressed_tensors = "compressed-tensors"
+
+
+class DType(str, enum.Enum):
+    auto = "auto"
+    half = "half"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+    float = "float"
+    float32 = "float32"
+
+
+class KVCacheDType(str, enum.Enum):
+    auto = "auto"
+    fp8 = "fp8"
+    fp8_e4m3 = "fp8_e4m3"
+    fp8_e5m2 = "fp8_e5m2"
+
+
+class AutoscalingProvider(str, enum.Enum):
+    hpa = "hpa"
+    keda = "keda"
+
+
+class PullPolicy(str, enum.Enum):
+    always = "Always"
+    if_not_present = "IfNotPresent"
+    never = "Never"
+
+
+class SecretKeyRef(_Model):
+    name: Annotated[
+        str, Field(min_length=1, description="Name of the Secret in the same namespace.")
+    ]
+    key: Annotated[str, Field(min_length=1, description="Key inside the Secret.")]
+
+
+class ModelSource(_Model):
+    uri: Annotated[
+        str,
+        Field(
+            pattern=r"^(hf://[^/\s]+/[^\s]+|pvc://[a-z0-9][-a-z0-9.]*(/[^\s]*)?|s3://[^/\s]+(/[^\s]*)?|file:///[^\s]*)$",
+            description=(
+                "Where the weights come from: hf://org/name (Hugging Face Hub), pvc://claim/path "
+                "(an existing PersistentVolumeClaim, mounted read-only), s3://bucket/prefix "
+                "(streamed by vLLM's Run:ai model streamer), file:///path (baked into the image)."
+            ),
+        ),
+    ]
+    revision: str | None = Field(
+        None, description="Model revision (branch, tag or commit) on the Hub: vLLM --revision."
+    )
+    served_model_name: str | None = Field(
+        None,
+        min_length=1,
+        description="The model name clients send in requests; defaults to metadata.name.",
+    )
+    tokenizer: str | None = Field(
+        None, description="Tokenizer name or path when it differs from the model: vLLM --tokenizer."
+    )
+    hf_token_secret_ref: SecretKeyRef | None = Field(
+        None, description="Secret key holding a Hugging Face token, exposed as HF_TOKEN."
+    )
+
+
+class EnvVar(_Model):
+    name: Annotated[str, Field(min_length=1, description="Environment variable name.")]
+    value: str = Field("", description="Environment variable value.")
+
+
+class EngineSpec(_Model):
+    tensor_parallel_size: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="GPUs a model's layers are split across: vLLM --tensor-parallel-size.",
+    )
+    pipeline_parallel_size: int = Field(
+        1, ge=1, le=64, description="Pipeline stages: vLLM --pipeline-parallel-size."
+    )
+    quantization: Quantization | None = Field(
+        None, description="Weight quantization method: vLLM --quantization. Omitted means none."
+    )
+    dtype: DType | None = Field(None, description="Weights/activations dtype: vLLM --dtype.")
+    kv_cache_dtype: KVCacheDType | None = Field(
+        None, description="KV cache dtype: vLLM --kv-cache-dtype."
+    )
+    max_model_len: int | None = Field(
+        None, ge=1, description="Context length limit in tokens: vLLM --max-model-len."
+    )
+    gpu_memory_utilization: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Fraction of GPU memory vLLM may use: vLLM --gpu-memory-utilization.",
+    )
+    max_num_seqs: int | None = Field(
+        None, ge=1, description="Sequences batched at once: vLLM --max-num-seqs."
+    )
+    enable_prefix_caching: bool | None = Field(
+        None, description="Reuse KV cache across shared prefixes: vLLM --enable-prefix-caching."
+    )
+    extra_args: list[str] = Field(
+        default_factory=list,
+        description="Extra flags appended verbatim to the server command line.",
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list, description="Extra environment variables for the server container."
+    )
+
+
+class GPUSpec(_Model):
+    count: int | None = Field(
+        None,
+        ge=0,
+        le=64,
+        description=(
+            "GPUs per replica. Defaults to tensorParallelSize x pipelineParallelSize and must equal "
+            "it; 0 runs on CPU (with a CPU engine image)."
+        ),
+    )
+    resource_name: str = Field(
+        "nvidia.com/gpu", min_length=1, description="Extended resource name of the GPU."
+    )
+    product: str | None = Field(
+        None,
+        description="GPU model; becomes a nodeSelector on nvidia.com/gpu.product (e.g. NVIDIA-A100-SXM4-80GB).",
+    )
+
+
+Quantity = int | str
+
+
+class ResourcesSpec(_Model):
+    gpu: GPUSpec = Field(
+        default_factory=lambda: GPUSpec.model_validate({}), description="GPUs per replica."
+    )
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict, description="cpu/memory requests of the server container."
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict, description="cpu/memory limits of the server container."
+    )
+
+
+class AutoscalingSpec(_Model):
+    min_replicas: int = Field(
+        1, ge=0, le=1000, description="Lowest replica count; 0 (scale to zero) needs provider keda."
+    )
+    max_replicas: int = Field(..., ge=1, le=1000, description="Highest replica count.")
+    target_in_flight_requests: int = Field(
+        16,
+        ge=1,
+        le=100000,
+        description="Target of modelplane_requests_in_flight per replica (average).",
+    )
+    provider: AutoscalingProvider = Field(
+        AutoscalingProvider.hpa,
+        description=(
+            "hpa: an autoscaling/v2 HorizontalPodAutoscaler on the Pods metric "
+            "modelplane_requests_in_flight (needs a Prometheus adapter); keda: a KEDA ScaledObject "
+            "with a Prometheus trigger (allows minReplicas 0)."
+        ),
+    )
+    prometheus_address: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="Prometheus URL for the KEDA trigger (required with provider keda).",
+    )
+
+
+class Adapter(_Model):
+    name: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=63,
+            pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$",
+            description="Name clients use as the model to select this LoRA adapter.",
+        ),
+    ]
+    uri: Annotated[
+        str,
+        Field(
+            pattern=r"^(hf://[^/\s]+/[^\s]+|file:///[^\s]*)$",
+            description="hf://org/name or file:///path of the LoRA adapter.",
+        ),
+    ]
+
+
+class AuthSpec(_Model):
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        None,
+        description="Secret key holding the API keys file; mounted read-only, passed as --api-key-file.",
+    )
+
+
+class RateLimitSpec(_Model):
+    requests_per_minute: int | None = Field(
+        None, ge=1, description="Requests per minute per API key."
+    )
+    tokens_per_minute: int | None = Field(None, ge=1, description="Tokens per minute per API key.")
+
+
+class CacheSpec(_Model):
+    persistent_volume_claim: str | None = Field(
+        None, min_length=1, description="An existing PVC to use as the model cache (HF_HOME)."
+    )
+    size: str | None = Field(
+        None,
+        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?$",
+        description="Size of a PVC the operator creates for the model cache (e.g. 100Gi).",
+    )
+    storage_class_name: str | None = Field(
+        None, description="StorageClass of the PVC the operator creates."
+    )
+
+
+class ServiceMonitorSpec(_Model):
+    enabled: bool = Field(False, description="Create a prometheus-operator ServiceMonitor.")
+    interval: str = Field("30s", pattern=r"^[0-9]+(ms|s|m|h)$", description="Scrape interval.")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Extra labels so a Prometheus selects the ServiceMonitor."
+    )
+
+
+class MonitoringSpec(_Model):
+    service_monitor: ServiceMonitorSpec = Field(
+        default_factory=lambda: ServiceMonitorSpec.model_validate({}),
+        description="prometheus-operator ServiceMonitor.",
+    )
+
+
+class ModelDeploymentSpec(_Model):
+    """Desired state of one served model: the weights, the engine, GPUs, replicas, autoscaling."""
+
+    model: ModelSource = Field(..., description="The model weights to serve.")
+    engine: EngineSpec = Field(
+        default_factory=lambda: EngineSpec.model_validate({}), description="vLLM engine settings."
+    )
+    resources: ResourcesSpec = Field(
+        default_factory=lambda: ResourcesSpec.model_validate({}),
+        description="GPUs, cpu and memory per replica.",
+    )
+    replicas: int = Field(
+        1, ge=0, le=1000, description="Replica count when autoscaling is off (scale subresource)."
+    )
+    autoscaling: AutoscalingSpec | None = Field(
+        None,
+        description="Scale on in-flight requests; when set, the operator leaves replicas to it.",
+    )
+    adapters: list[Adapter] = Field(
+        default_factory=list, description="LoRA adapters served next to the base model."
+    )
+    auth: AuthSpec = Field(
+        default_factory=lambda: AuthSpec.model_validate({}), description="API key authentication."
+    )
+    rate_limit: RateLimitSpec | None = Field(None, description="Per-key rate limits.")
+    cache: CacheSpec = Field(
+        default_factory=lambda: CacheSpec.model_validate({}),
+        description="Model cache volume (HF_HOME); emptyDir when unset.",
+    )
+    image: str | None = Field(
+        None, description="modelplane-server image; defaults to the operator's --default-image."
+    )
+    image_pull_policy: PullPolicy | None = Field(None, description="Image pull policy.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Pod nodeSelector.")
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list, description="Pod tolerations (added to the nvidia.com/gpu one)."
+    )
+    affinity: dict[str, Any] | None = Field(None, description="Pod affinity.")
+    priority_class_name: str | None = Field(None, description="Pod priorityClassName.")
+    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Pod annotations.")
+    monitoring: MonitoringSpec = Field(
+        default_factory=lambda: MonitoringSpec.model_validate({}),
+        description="Prometheus integration.",
+    )
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> ModelDeploymentSpec:
+        for rule in CROSS_FIELD_RULES:
+            if not rule.holds(self):
+                raise SpecError(rule.field, rule.message)
+        return self
+
+    # Derived values: the builders read these, never recompute them.
+    @property
+    def gpus_per_replica(self) -> int:
+        count = self.resources.gpu.count
+        return self.parallel_size if count is None else count
+
+    @property
+    def parallel_size(self) -> int:
+        return self.engine.tensor_parallel_size * self.engine.pipeline_parallel_size
+
+    @property
+    def uri_scheme(self) -> str:
+        return self.model.uri.split("://", 1)[0]
+
+    @property
+    def uri_path(self) -> str:
+        return self.model.uri.split("://", 1)[1]
+
+
+@dataclass(frozen=True)
+class CrossFieldRule:
+    """One rule checked by pydantic here and by CEL (`cel`, relative to `scope`) in the CRD."""
+
+    field: str  # dotted path reported in SpecValid=False
+    message: str
+    scope: str  # "" = spec; "autoscaling" = spec.autoscaling
+    cel: str | None  # None: the CRD enforces it structurally (e.g. a list-map key)
+    check: Any  # Callable[[ModelDeploymentSpec], bool]
+
+    def holds(self, spec: ModelDeploymentSpec) -> bool:
+        return bool(self.check(spec))
+
+
+def _autoscaling_rule(check: Any) -> Any:
+    return lambda s: s.autoscaling is None or check(s.autoscaling)
+
+
+CROSS_FIELD_RULES: tuple[CrossFieldRule, ...] = (
+    CrossFieldRule(
+        field="spec.resources.gpu.count",
+        message="must equal engine.tensorParallelSize x engine.pipelineParallelSize (or 0 for CPU)",
+        scope="",
+        cel=(
+            "!has(self.resources) || !has(self.resources.gpu) || !has(self.resources.gpu.count)"
+            " || self.resources.gpu.count == 0"
+            " || self.resources.gpu.count == (has(self.engine) && has(self.engine.tensorParallelSize)"
+            " ? self.engine.tensorParallelSize : 1) * (has(self.engine) && has(self.engine.pipelineParallelSize)"
+            " ? self.engine.pipelineParallelSize : 1)"
+        ),
+        check=lambda s: s.resources.gpu.count in (None, 0, s.parallel_size),
+    ),
+    CrossFieldRule(
+        field="spec.autoscaling.minReplicas",
+        message="must be <= autoscaling.maxReplicas",
+        scope="autoscaling",
+        cel="!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
+        check=_autoscaling_rule(lambda a: a.min_replicas <= a.max_replicas),
+    ),
+    CrossFieldRule(
+        field="spec.autoscaling.minReplicas",
+        message="0 (scale to zero) needs autoscaling.provider keda",
+        scope="autoscaling",
+        cel="!has(self.minReplicas) || self.minReplicas > 0 || (has(self.provider) && self.provider == 'keda')",
+        check=_autoscaling_rule(lambda a: a.min_replicas > 0 or a.provider == "keda"),
+    ),
+    CrossFieldRule(
+        field="spec.autoscaling.prometheusAddress",
+        message="is required with autoscaling.provider keda",
+        scope="autoscaling",
+        cel="!has(self.provider) || self.provider != 'keda' || has(self.prometheusAddress)",
+        check=_autoscaling_rule(lambda a: a.provider != "keda" or a.prometheus_address),
+    ),
+    CrossFieldRule(
+        field="spec.cache",
+        message="set either cache.persistentVolumeClaim or cache.size, not both",
+        scope="cache",
+        cel="!(has(self.persistentVolumeClaim) && has(self.size))",
+        check=lambda s: not (s.cache.persistent_volume_claim and s.cache.size),
+    ),
+    CrossFieldRule(
+        field="spec.adapters",
+        message="adapter names must be unique",
+        scope="adapters",
+        cel=None,  # x-kubernetes-list-type: map with key name
+        check=lambda s: len({a.name for a in s.adapters}) == len(s.adapters),
+    ),
+)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    parts = ["spec"]
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] += f"[{item}]"
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def parse_spec(body: dict[str, Any]) -> ModelDeploymentSpec:
+    """Validate a ModelDeployment (the whole object, or just its spec) and return the typed spec.
+
+    Raises `SpecError` whose `.field` is the path of the first bad field, e.g. `spec.engine.dtype`.
+    """
+    spec = body.get("spec", body) if body.get("kind") == KIND or "apiVersion" in body else body
+    if not isinstance(spec, dict):
+        raise SpecError("spec", "must be an object")
+    try:
+        return ModelDeploymentSpec.model_validate(spec)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        ctx_error = (first.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, SpecError):
+            raise ctx_error from None
+        raise SpecError(_field_path(tuple(first["loc"])), first["msg"]) from None
+
+
+def served_model_name(spec: ModelDeploymentSpec, name: str) -> str:
+    return spec.model.served_model_name or name
+
+
+def is_dns_label(name: str) -> bool:
+    return bool(re.match(DNS_LABEL, name)) and len(name) <= 63

@@ -1,0 +1,176 @@
+"""ModelDeployment status from its owned Deployment: phase, Ready/SpecValid conditions, endpoint.
+
+Pure functions: the handlers pass the Deployment dict in and patch the returned dict.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+SERVER_PORT = 8000
+
+
+class Phase(str, enum.Enum):
+    pending = "Pending"
+    progressing = "Progressing"
+    ready = "Ready"
+    degraded = "Degraded"
+    failed = "Failed"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, use_enum_values=True)
+
+
+class ConditionStatus(str, enum.Enum):
+    true = "True"
+    false = "False"
+    unknown = "Unknown"
+
+
+class Condition(_Model):
+    type: str = Field(..., description="Ready or SpecValid.")
+    status: ConditionStatus = Field(..., description="True, False or Unknown.")
+    reason: str = Field(..., description="CamelCase reason for the last transition.")
+    message: str = Field("", description="Human-readable details (names the field when invalid).")
+    last_transition_time: str = Field(
+        ..., json_schema_extra={"format": "date-time"}, description="When the status last changed."
+    )
+    observed_generation: int | None = Field(
+        None, description="metadata.generation the condition was computed from."
+    )
+
+
+class ModelDeploymentStatus(_Model):
+    """Observed state, written by the operator."""
+
+    phase: Phase | None = Field(
+        None, description="Pending, Progressing, Ready, Degraded or Failed."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready and SpecValid conditions (Kubernetes conventions)."
+    )
+    replicas: int | None = Field(None, description="Pods of the Deployment (scale subresource).")
+    ready_replicas: int | None = Field(None, description="Pods passing their readiness probe.")
+    selector: str | None = Field(
+        None, description="Label selector of the pods (scale subresource)."
+    )
+    endpoint: str | None = Field(None, description="In-cluster OpenAI-compatible base URL.")
+    served_model_name: str | None = Field(None, description="The model name clients request.")
+    observed_generation: int | None = Field(
+        None, description="The metadata.generation the operator last reconciled."
+    )
+
+
+def endpoint_url(name: str, namespace: str) -> str:
+    return f"http://{name}.{namespace}.svc.cluster.local:{SERVER_PORT}/v1"
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition(
+    previous: list[dict[str, Any]],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: str,
+) -> dict[str, Any]:
+    """A condition that keeps its lastTransitionTime unless its status flips."""
+    status_text = "True" if status else "False"
+    old = next((c for c in previous if c.get("type") == type_), None)
+    since = old["lastTransitionTime"] if old and old.get("status") == status_text else now
+    result: dict[str, Any] = {
+        "type": type_,
+        "status": status_text,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+    }
+    if generation is not None:
+        result["observedGeneration"] = generation
+    return result
+
+
+def deployment_phase(deployment: dict[str, Any] | None) -> tuple[Phase, str, str]:
+    """(phase, reason, message) of a Deployment; the Ready condition follows from the phase."""
+    if deployment is None:
+        return Phase.pending, "DeploymentMissing", "the Deployment does not exist yet"
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    desired = int(spec.get("replicas", 1))
+    ready = int(status.get("readyReplicas") or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    generation = (deployment.get("metadata") or {}).get("generation")
+    observed = status.get("observedGeneration")
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return Phase.failed, "ProgressDeadlineExceeded", cond.get("message", "")
+    if desired == 0:
+        return Phase.pending, "ScaledToZero", "0 replicas requested; the first request scales it up"
+    rolled_out = (generation is None or observed == generation) and updated >= desired
+    if not rolled_out:
+        return Phase.progressing, "RollingOut", f"{updated}/{desired} replicas updated"
+    if ready >= desired:
+        return Phase.ready, "ReplicasReady", f"{ready}/{desired} replicas ready"
+    if ready > 0:
+        return Phase.degraded, "ReplicasNotReady", f"{ready}/{desired} replicas ready"
+    return Phase.progressing, "ReplicasStarting", f"0/{desired} replicas ready (loading the model)"
+
+
+def build_status(
+    *,
+    name: str,
+    namespace: str,
+    served_model_name: str | None,
+    selector: str,
+    deployment: dict[str, Any] | None,
+    spec_error: str | None,
+    observed_generation: int | None,
+    previous: dict[str, Any] | None,
+    now: str | None = None,
+) -> dict[str, Any]:
+    """The whole status dict (camelCase) for a ModelDeployment."""
+    now = now or now_rfc3339()
+    old_conditions = list((previous or {}).get("conditions") or [])
+    dep_status = (deployment or {}).get("status") or {}
+    if spec_error is not None:
+        phase, reason, message = Phase.failed, "InvalidSpec", spec_error
+        spec_valid = condition(
+            old_conditions, "SpecValid", False, "InvalidSpec", spec_error, observed_generation, now
+        )
+    else:
+        phase, reason, message = deployment_phase(deployment)
+        spec_valid = condition(
+            old_conditions, "SpecValid", True, "Valid", "spec is valid", observed_generation, now
+        )
+    ready = condition(
+        old_conditions, "Ready", phase == Phase.ready, reason, message, observed_generation, now
+    )
+    status: dict[str, Any] = {
+        "phase": phase.value,
+        "conditions": [ready, spec_valid],
+        "replicas": int(dep_status.get("replicas") or 0),
+        "readyReplicas": int(dep_status.get("readyReplicas") or 0),
+        "selector": selector,
+        "endpoint": endpoint_url(name, namespace),
+    }
+    if observed_generation is not None:
+        status["observedGeneration"] = observed_generation
+    if served_model_name:
+        status["servedModelName"] = served_model_name
+    return status
+
+
+def status_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Whether patching `new` over `old` would change anything (avoids no-op writes)."""
+    old = old or {}
+    return any(old.get(key) != value for key, value in new.items())

@@ -1,0 +1,287 @@
+"""`modelplane-server`: vLLM's engine flags with vLLM's names, plus the HTTP server's own.
+
+Every flag can also come from the environment as `MODELPLANE_<FLAG>` (`--max-model-len` ->
+`MODELPLANE_MAX_MODEL_LEN`), which is how pods are configured; the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from modelplane.server.settings import (
+    ApiKey,
+    LoRAModule,
+    ServerSettings,
+    check_unique_keys,
+    name_inline_keys,
+    parse_api_key_lines,
+)
+
+if TYPE_CHECKING:
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+logger = logging.getLogger("modelplane.server")
+
+ENV_PREFIX = "MODELPLANE_"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+
+
+def add_server_args(parser: argparse.ArgumentParser) -> None:
+    """The HTTP server's flags (vLLM's engine flags are added next to them)."""
+    group = parser.add_argument_group("modelplane server")
+    group.add_argument("--host", default="0.0.0.0", help="Address to listen on.")
+    group.add_argument("--port", type=int, default=8000, help="Port to listen on.")
+    group.add_argument(
+        "--api-key",
+        action="extend",
+        nargs="+",
+        default=None,
+        help="Accepted API keys, `key` or `name:key` (repeatable). Prefer --api-key-file.",
+    )
+    group.add_argument(
+        "--api-key-file",
+        default=None,
+        help="File with one API key per line, `key` or `name:key`; the name labels usage.",
+    )
+    group.add_argument(
+        "--max-concurrent-requests",
+        type=int,
+        default=256,
+        help="Generation requests handled at once (0: no limit); more wait in the queue.",
+    )
+    group.add_argument(
+        "--max-queued-requests",
+        type=int,
+        default=1024,
+        help="Requests allowed to wait for a slot; beyond that the answer is 429.",
+    )
+    group.add_argument("--ssl-certfile", default=None, help="TLS certificate (PEM).")
+    group.add_argument("--ssl-keyfile", default=None, help="TLS private key (PEM).")
+    group.add_argument(
+        "--log-requests",
+        action="store_true",
+        help="Also log each request's parameters (vLLM's request log).",
+    )
+    group.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="json for pods."
+    )
+    group.add_argument(
+        "--lora-modules",
+        nargs="+",
+        default=None,
+        help="LoRA adapters served under their own model names: name=path ... (needs --enable-lora).",
+    )
+    group.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="Seconds in-flight requests may take to finish after SIGTERM.",
+    )
+
+
+def build_parser() -> FlexibleArgumentParser:
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    parser = FlexibleArgumentParser(
+        prog="modelplane-server",
+        description="OpenAI-compatible HTTP server in front of an in-process vLLM engine. "
+        "Every flag can also be set as MODELPLANE_<FLAG_WITH_UNDERSCORES>.",
+    )
+    add_server_args(parser)
+    parser = AsyncEngineArgs.add_cli_args(parser)
+    # No --model means the bundled default model; vLLM's own default would hit the network.
+    parser.set_defaults(model=None)
+    return parser
+
+
+def env_var_name(option: str) -> str:
+    return ENV_PREFIX + option.lstrip("-").upper().replace("-", "_")
+
+
+def flags_on_command_line(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The dests the command line sets; their env vars are then ignored."""
+    dests: set[str] = set()
+    for token in argv:
+        if not token.startswith("--"):
+            continue
+        option = token.split("=", 1)[0].split(".", 1)[0].replace("_", "-")
+        action = parser._option_string_actions.get(option)
+        if action is None and option.startswith("--no-"):
+            action = parser._option_string_actions.get("--" + option[5:])
+        if action is not None:
+            dests.add(action.dest)
+    return dests
+
+
+def env_arguments(
+    parser: argparse.ArgumentParser, environ: Mapping[str, str], skip_dests: set[str]
+) -> list[str]:
+    """Turn `MODELPLANE_*` variables into command-line tokens for the flags they name."""
+    tokens: list[str] = []
+    for action in parser._actions:
+        longs = [
+            o for o in action.option_strings if o.startswith("--") and not o.startswith("--no-")
+        ]
+        if not longs or action.dest in skip_dests or action.dest == "help":
+            continue
+        option = longs[0]
+        value = environ.get(env_var_name(option))
+        if value is None:
+            continue
+        tokens.extend(tokens_for(action, option, value))
+    return tokens
+
+
+def tokens_for(action: argparse.Action, option: str, value: str) -> list[str]:
+    if action.nargs == 0:  # a switch: store_true / store_const / BooleanOptionalAction
+        word = value.strip().lower()
+        if word not in TRUE_WORDS | FALSE_WORDS:
+            raise SystemExit(f"{env_var_name(option)}={value!r}: expected true or false")
+        if word in TRUE_WORDS:
+            return [option]
+        if isinstance(action, argparse.BooleanOptionalAction):
+            return ["--no-" + option[2:]]
+        return []
+    if action.nargs in ("+", "*") or isinstance(action.nargs, int):
+        return [option, *split_list(value)]
+    return [f"{option}={value}"]
+
+
+def split_list(value: str) -> list[str]:
+    """Several values in one variable: separated by spaces (shell quoting) or commas."""
+    value = value.strip()
+    if value.startswith(("{", "[")):
+        return [value]
+    items = shlex.split(value)
+    if len(items) == 1 and "," in items[0]:
+        items = items[0].split(",")
+    return [item for item in items if item]
+
+
+def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> argparse.Namespace:
+    parser = build_parser()
+    env_tokens = env_arguments(parser, environ, flags_on_command_line(parser, argv))
+    return parser.parse_args([*env_tokens, *argv])
+
+
+def parse_lora_modules(values: Sequence[str] | None) -> list[LoRAModule]:
+    modules: list[LoRAModule] = []
+    for item in values or []:
+        if item.lstrip().startswith("{"):
+            spec = json.loads(item)
+            modules.append(LoRAModule(name=spec["name"], path=spec["path"]))
+            continue
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--lora-modules {item!r}: expected name=path")
+        modules.append(LoRAModule(name=name, path=path))
+    return modules
+
+
+def load_api_keys(inline: Sequence[str] | None, key_file: str | None) -> list[ApiKey]:
+    keys = name_inline_keys(list(inline or []))
+    if key_file:
+        path = Path(key_file)
+        keys += parse_api_key_lines(path.read_text(encoding="utf-8"), source=str(path))
+    check_unique_keys(keys)
+    return keys
+
+
+def log_level(args: argparse.Namespace) -> str:
+    """vLLM's own `--log-level` (absent from the namespace unless given) sets ours too."""
+    return str(getattr(args, "log_level", None) or os.environ.get("VLLM_LOGGING_LEVEL", "INFO"))
+
+
+def build_settings(args: argparse.Namespace) -> ServerSettings:
+    """Namespace -> ServerSettings. Fills in the bundled model when no --model was given."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    from modelplane.server.default_model import DEFAULT_SERVED_MODEL_NAME, ensure_default_model
+
+    if args.model is None:
+        args.model = str(ensure_default_model())
+        served = args.served_model_name or [DEFAULT_SERVED_MODEL_NAME]
+    else:
+        served = args.served_model_name or [args.model]
+    if isinstance(served, str):
+        served = [served]
+    args.served_model_name = list(served)
+    if args.log_requests:
+        args.enable_log_requests = True
+    for flag in ("ssl_certfile", "ssl_keyfile"):
+        if getattr(args, flag) and not Path(getattr(args, flag)).is_file():
+            raise SystemExit(f"--{flag.replace('_', '-')}: {getattr(args, flag)} does not exist")
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        raise SystemExit("--ssl-certfile and --ssl-keyfile go together")
+    if args.max_concurrent_requests < 0 or args.max_queued_requests < 0:
+        raise SystemExit("--max-concurrent-requests and --max-queued-requests must be >= 0")
+    return ServerSettings(
+        engine_args=AsyncEngineArgs.from_cli_args(args),
+        served_model_names=list(served),
+        host=args.host,
+        port=args.port,
+        api_keys=load_api_keys(args.api_key, args.api_key_file),
+        max_concurrent_requests=args.max_concurrent_requests,
+        max_queued_requests=args.max_queued_requests,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+        log_requests=args.log_requests,
+        log_format=args.log_format,
+        log_level=log_level(args),
+        lora_modules=parse_lora_modules(args.lora_modules),
+        drain_timeout=args.drain_timeout,
+    )
+
+
+def cpu_defaults(environ: Mapping[str, str], total_memory_bytes: int) -> dict[str, str]:
+    """Environment vLLM's CPU backend needs and the user left unset: a KV cache sized to the RAM."""
+    chosen: dict[str, str] = {}
+    if "VLLM_CPU_KVCACHE_SPACE" not in environ:
+        gib = total_memory_bytes // 2**30
+        chosen["VLLM_CPU_KVCACHE_SPACE"] = str(min(4, max(1, gib // 8)))
+    return chosen
+
+
+def apply_machine_defaults() -> None:
+    """On a machine without a GPU, set the CPU engine's defaults (and say which)."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+    import psutil
+
+    chosen = cpu_defaults(os.environ, psutil.virtual_memory().total)
+    os.environ.update(chosen)
+    for name, value in chosen.items():
+        logger.info("No GPU: %s=%s (set it to override)", name, value)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from modelplane.server.lifecycle import serve
+    from modelplane.server.logging_config import configure_logging, early_log_format
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Before vLLM is imported: it configures its loggers on import.
+    configure_logging(early_log_format(argv, os.environ))
+    args = parse_args(argv, os.environ)
+    configure_logging(args.log_format, log_level(args))
+    apply_machine_defaults()
+    settings = build_settings(args)
+    logger.info(
+        "Serving %s as %s (%d API key(s)%s)",
+        settings.engine_args.model,
+        ", ".join(settings.served_model_names),
+        len(settings.api_keys),
+        "" if settings.api_keys else ": open, no authentication",
+    )
+    serve(settings)

@@ -1,0 +1,235 @@
+"""`POST /v1/completions`: prompt(s) -> engine -> OpenAI `text_completion` (or chunks)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import Any
+
+from vllm.utils.async_utils import merge_async_iterators
+
+from modelplane.server.engine import Engine
+from modelplane.server.errors import InternalError, InvalidRequest, OpenAIError
+from modelplane.server.generation import (
+    ChunkWriter,
+    first_output,
+    mark_first_token_from_metrics,
+    sampled_logprobs,
+    usage,
+)
+from modelplane.server.protocol import CompletionRequest
+from modelplane.server.request_record import RequestRecord
+from modelplane.server.sampling import completion_sampling_params, resolve_max_tokens
+from modelplane.server.sse import DONE_FRAME, error_frame
+
+logger = logging.getLogger(__name__)
+
+
+def prompt_token_lists(prompt: Any, tokenizer: Any) -> list[list[int]]:
+    """`prompt` in any of OpenAI's four shapes -> one token-id list per prompt."""
+    if isinstance(prompt, str):
+        prompts: list[Any] = [prompt]
+    elif prompt and all(isinstance(item, int) for item in prompt):
+        prompts = [prompt]
+    else:
+        prompts = list(prompt)
+    token_lists = []
+    for item in prompts:
+        ids = tokenizer.encode(item) if isinstance(item, str) else list(item)
+        if not ids:
+            raise InvalidRequest("prompt must not be empty", param="prompt")
+        token_lists.append(ids)
+    return token_lists
+
+
+def completion_logprobs(
+    token_ids: Sequence[int], logprobs: Any, text_offset: int, tokenizer: Any = None
+) -> dict[str, Any]:
+    """OpenAI's legacy completions `logprobs`: parallel lists plus character offsets."""
+    tokens: list[str] = []
+    token_logprobs: list[float] = []
+    top_logprobs: list[dict[str, float]] = []
+    offsets: list[int] = []
+    for token, logprob, candidates in sampled_logprobs(token_ids, logprobs, tokenizer):
+        tokens.append(token)
+        token_logprobs.append(logprob)
+        top_logprobs.append(dict(candidates))
+        offsets.append(text_offset)
+        text_offset += len(token)
+    return {
+        "tokens": tokens,
+        "token_logprobs": token_logprobs,
+        "top_logprobs": top_logprobs,
+        "text_offset": offsets,
+    }
+
+
+def format_completion(
+    request: CompletionRequest,
+    *,
+    response_id: str,
+    created: int,
+    results: Sequence[tuple[int, Any]],
+    prompt_texts: Sequence[str],
+    prompt_tokens: int,
+    tokenizer: Any = None,
+) -> dict[str, Any]:
+    """The non-streaming `text_completion` body; `results` pairs prompt index and final output."""
+    choices = []
+    completion_tokens = 0
+    for prompt_index, output in results:
+        echo = prompt_texts[prompt_index] if request.echo else ""
+        for completion in output.outputs:
+            logprobs = None
+            if request.logprobs is not None and completion.logprobs is not None:
+                logprobs = completion_logprobs(
+                    completion.token_ids, completion.logprobs, len(echo), tokenizer
+                )
+            choices.append(
+                {
+                    "index": prompt_index * request.n + completion.index,
+                    "text": echo + completion.text,
+                    "logprobs": logprobs,
+                    "finish_reason": completion.finish_reason,
+                }
+            )
+            completion_tokens += len(completion.token_ids)
+    choices.sort(key=lambda choice: choice["index"])
+    return {
+        "id": response_id,
+        "object": "text_completion",
+        "created": created,
+        "model": request.model,
+        "choices": choices,
+        "usage": usage(prompt_tokens, completion_tokens),
+        "system_fingerprint": None,
+    }
+
+
+async def stream_completion(
+    request: CompletionRequest,
+    engine: Engine,
+    record: RequestRecord,
+    outputs: AsyncIterator[tuple[int, Any]],
+    first: tuple[int, Any],
+    *,
+    prompt_texts: Sequence[str],
+    response_id: str,
+    created: int,
+) -> AsyncIterator[bytes]:
+    include_usage = request.include_usage_in_stream
+    writer = ChunkWriter(response_id, "text_completion", created, request.model, include_usage)
+    tokenizer = engine.tokenizer
+    offsets: dict[int, int] = {}
+    try:
+        item: tuple[int, Any] | None = first
+        while item is not None:
+            prompt_index, output = item
+            entries = []
+            for completion in output.outputs:
+                index = prompt_index * request.n + completion.index
+                if completion.token_ids:
+                    record.mark_first_token()
+                    record.completion_tokens += len(completion.token_ids)
+                text = completion.text
+                if index not in offsets:
+                    echo = prompt_texts[prompt_index] if request.echo else ""
+                    text = echo + text
+                    offsets[index] = len(echo)
+                logprobs = None
+                if request.logprobs is not None and completion.logprobs is not None:
+                    logprobs = completion_logprobs(
+                        completion.token_ids, completion.logprobs, offsets[index], tokenizer
+                    )
+                offsets[index] += len(completion.text)
+                if text or logprobs:
+                    entries.append(
+                        {"index": index, "text": text, "logprobs": logprobs, "finish_reason": None}
+                    )
+                if completion.finish_reason is not None:
+                    entries.append(
+                        {
+                            "index": index,
+                            "text": "",
+                            "logprobs": None,
+                            "finish_reason": completion.finish_reason,
+                        }
+                    )
+            if entries:
+                yield writer.chunk(entries)
+            item = await anext(outputs, None)
+        if include_usage:
+            yield writer.usage_chunk(usage(record.prompt_tokens, record.completion_tokens))
+    except OpenAIError as error:
+        yield error_frame(error)
+    except Exception:
+        logger.exception("completion stream %s failed", record.request_id)
+        yield error_frame(InternalError("The stream failed."))
+    finally:
+        await outputs.aclose()  # type: ignore[attr-defined]
+    yield DONE_FRAME
+
+
+async def create_completion(
+    request: CompletionRequest, engine: Engine, record: RequestRecord
+) -> dict[str, Any] | AsyncIterator[bytes]:
+    """Validate, tokenize and submit every prompt; a dict body or an SSE frame iterator."""
+    record.model = request.model
+    lora_request = engine.resolve_model(request.model)
+    if engine.is_pooling_model:
+        raise InvalidRequest(
+            f"The model `{request.model}` is an embedding model; use /v1/embeddings.",
+            param="model",
+        )
+    if request.echo and request.logprobs is not None:
+        raise InvalidRequest("echo together with logprobs is not supported", param="echo")
+    tokenizer = engine.tokenizer
+    token_lists = prompt_token_lists(request.prompt, tokenizer)
+    record.prompt_tokens = sum(len(ids) for ids in token_lists)
+    generators = []
+    for prompt_index, ids in enumerate(token_lists):
+        max_tokens = resolve_max_tokens(
+            request.effective_max_tokens, len(ids), engine.max_model_len, prompt_param="prompt"
+        )
+        params = completion_sampling_params(
+            request, max_tokens=max_tokens, model_defaults=engine.default_sampling_params
+        )
+        engine_request_id = (
+            record.request_id if len(token_lists) == 1 else f"{record.request_id}-{prompt_index}"
+        )
+        generators.append(engine.generate(ids, params, engine_request_id, lora_request))
+    prompt_texts = (
+        [tokenizer.decode(ids) for ids in token_lists] if request.echo else [""] * len(token_lists)
+    )
+    if request.echo and isinstance(request.prompt, str):
+        prompt_texts = [request.prompt]
+    response_id = f"cmpl-{record.request_id}"
+    created = int(time.time())
+    merged: AsyncGenerator[tuple[int, Any], None] = merge_async_iterators(*generators)
+    if request.stream:
+        first = await first_output(merged)
+        return stream_completion(
+            request,
+            engine,
+            record,
+            merged,
+            first,
+            prompt_texts=prompt_texts,
+            response_id=response_id,
+            created=created,
+        )
+    results = [item async for item in merged]
+    if results:
+        mark_first_token_from_metrics(record, results[0][1])
+    body = format_completion(
+        request,
+        response_id=response_id,
+        created=created,
+        results=results,
+        prompt_texts=prompt_texts,
+        prompt_tokens=record.prompt_tokens,
+        tokenizer=tokenizer,
+    )
+    record.completion_tokens = body["usage"]["completion_tokens"]
+    return body

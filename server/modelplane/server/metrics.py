@@ -1,0 +1,136 @@
+"""Prometheus metrics: modelplane's own next to vLLM's `vllm:*`, all in the default registry.
+
+Each request updates its metrics once, when it finishes (`observe_request`), never per token.
+`modelplane_requests_in_flight` is what the operator's autoscaler scales on: keep the name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from functools import lru_cache
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from modelplane.server.request_record import RequestRecord
+
+# Same shape as vLLM's TTFT buckets, so dashboards can put both on one panel.
+TTFT_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+)
+LATENCY_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    120.0,
+    240.0,
+    480.0,
+)
+UNKNOWN_MODEL = "unknown"
+ANONYMOUS_KEY = "anonymous"
+
+
+class ServerMetrics:
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "modelplane_requests",
+            "API requests by route, model and HTTP status.",
+            ["route", "model", "status"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "modelplane_requests_in_flight",
+            "Generation requests running or queued in this pod.",
+            registry=registry,
+        )
+        self.time_to_first_token = Histogram(
+            "modelplane_time_to_first_token_seconds",
+            "From request arrival to the first generated token.",
+            ["route", "model"],
+            buckets=TTFT_BUCKETS,
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "modelplane_request_latency_seconds",
+            "From request arrival to the last byte of the response.",
+            ["route", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.prompt_tokens = Counter(
+            "modelplane_prompt_tokens",
+            "Prompt tokens processed, by model and API key name.",
+            ["model", "key"],
+            registry=registry,
+        )
+        self.completion_tokens = Counter(
+            "modelplane_completion_tokens",
+            "Completion tokens generated, by model and API key name.",
+            ["model", "key"],
+            registry=registry,
+        )
+
+    def observe_request(self, record: RequestRecord, known_models: Collection[str]) -> None:
+        """Record a finished request. Unknown model names collapse into one label value."""
+        model = record.model if record.model in known_models else UNKNOWN_MODEL
+        self.requests.labels(record.route, model, str(record.status_code)).inc()
+        latency = record.latency_s
+        if latency is not None:
+            self.latency.labels(record.route, model).observe(latency)
+        ttft = record.time_to_first_token_s
+        if ttft is not None:
+            self.time_to_first_token.labels(record.route, model).observe(ttft)
+        key = record.key_name or ANONYMOUS_KEY
+        if record.prompt_tokens:
+            self.prompt_tokens.labels(model, key).inc(record.prompt_tokens)
+        if record.completion_tokens:
+            self.completion_tokens.labels(model, key).inc(record.completion_tokens)
+
+
+@lru_cache(maxsize=1)
+def default_metrics() -> ServerMetrics:
+    """The process-wide metrics (a registry accepts each name once)."""
+    return ServerMetrics(REGISTRY)
+
+
+def render_metrics(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,136 @@
+"""The one ASGI middleware around every request: request id, auth, admission, bookkeeping.
+
+Pure ASGI (no BaseHTTPMiddleware): it adds a header and watches the status on the way out,
+and after the response (or a client disconnect) updates metrics and writes the usage line once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from modelplane.server.auth import OPEN_PATHS
+from modelplane.server.errors import InternalError, OpenAIError
+from modelplane.server.request_record import RequestRecord
+from modelplane.server.state import ServerState
+from modelplane.server.usage import log_usage
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+logger = logging.getLogger("modelplane.server")
+
+GENERATION_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
+API_ROUTES = GENERATION_ROUTES | {"/v1/models"}
+# nginx's "client closed request": the client went away before the response was complete.
+CLIENT_CLOSED_REQUEST = 499
+MAX_REQUEST_ID_LENGTH = 128
+
+
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> tuple[str, bytes | None]:
+    """The client's `x-request-id` when it is sane, else a new one; plus the Authorization value."""
+    request_id: str | None = None
+    authorization: bytes | None = None
+    for name, value in headers:
+        if name == b"x-request-id":
+            if 0 < len(value) <= MAX_REQUEST_ID_LENGTH and value.isascii():
+                candidate = value.decode()
+                request_id = candidate if candidate.isprintable() else None
+        elif name == b"authorization":
+            authorization = value
+    return request_id or uuid.uuid4().hex, authorization
+
+
+def route_label(path: str) -> str:
+    """The metrics label for a path; anything unknown collapses into one value."""
+    if path in API_ROUTES:
+        return path
+    return "/v1/models/{model}" if path.startswith("/v1/models/") else "other"
+
+
+async def send_error(send: Send, error: OpenAIError) -> None:
+    body = orjson.dumps(error.body())
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((name.lower().encode(), value.encode()) for name, value in error.headers().items()),
+    ]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, state: ServerState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        request_id, authorization = request_id_from(scope["headers"])
+        id_header = (b"x-request-id", request_id.encode())
+        response = {"status": 0, "complete": False}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                response["status"] = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), id_header]}
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                response["complete"] = True
+            await send(message)
+
+        if path in OPEN_PATHS:
+            await self.guarded(scope, receive, send_with_id, response, request_id)
+            return
+
+        state = self.state
+        record = RequestRecord(request_id=request_id, route=route_label(path))
+        scope.setdefault("state", {})["record"] = record
+        generation = path in GENERATION_ROUTES and scope["method"] == "POST"
+        counted = False
+        try:
+            record.key_name = state.auth.authenticate(authorization)
+            if generation:
+                state.require_engine()
+                state.request_started()
+                counted = True
+                async with state.limiter.slot():
+                    await self.guarded(scope, receive, send_with_id, response, request_id)
+            else:
+                await self.guarded(scope, receive, send_with_id, response, request_id)
+        except OpenAIError as error:
+            await send_error(send_with_id, error)
+        finally:
+            if counted:
+                state.request_finished()
+            record.finished_at = time.perf_counter()
+            record.status_code = (
+                response["status"] if response["complete"] else CLIENT_CLOSED_REQUEST
+            )
+            state.metrics.observe_request(record, state.known_models)
+            log_usage(record)
+
+    async def guarded(
+        self, scope: Scope, receive: Receive, send: Send, response: dict[str, Any], request_id: str
+    ) -> None:
+        """Run the app; a bug becomes a 500 in OpenAI's shape, its traceback stays in the log."""
+        try:
+            await self.app(scope, receive, send)
+        except OpenAIError:
+            raise
+        except Exception:
+            logger.exception("Unhandled error in request %s", request_id)
+            if not response["status"]:
+                await send_error(
+                    send, InternalError("The server had an error processing the request.")
+                )

@@ -1,0 +1,87 @@
+"""The server's configuration: one typed object, built once by `cli.py`, passed down explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+LogFormat = Literal["text", "json"]
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A client key and the name usage is attributed to. The key never appears in a repr."""
+
+    name: str
+    key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class LoRAModule:
+    """One `--lora-modules name=path` entry."""
+
+    name: str
+    path: str
+
+
+@dataclass
+class ServerSettings:
+    engine_args: AsyncEngineArgs
+    served_model_names: list[str]
+    host: str = "0.0.0.0"
+    port: int = 8000
+    api_keys: list[ApiKey] = field(default_factory=list)
+    max_concurrent_requests: int = 256
+    max_queued_requests: int = 1024
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    log_requests: bool = False
+    log_format: LogFormat = "text"
+    log_level: str = "info"
+    lora_modules: list[LoRAModule] = field(default_factory=list)
+    drain_timeout: float = 30.0
+
+    @property
+    def base_url(self) -> str:
+        scheme = "https" if self.ssl_certfile else "http"
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"{scheme}://{host}:{self.port}/v1"
+
+
+def parse_api_key_lines(text: str, *, source: str) -> list[ApiKey]:
+    """Keys from a key file: one per line, `name:key` or a bare key; blank lines and # comments skipped."""
+    keys: list[ApiKey] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, key = line.partition(":")
+        if not sep:
+            name, key = f"{Path(source).name}:{number}", line
+        name, key = name.strip(), key.strip()
+        if not name or not key:
+            raise ValueError(f"{source}:{number}: expected 'key' or 'name:key'")
+        keys.append(ApiKey(name=name, key=key))
+    return keys
+
+
+def name_inline_keys(keys: list[str]) -> list[ApiKey]:
+    """`--api-key` values, `name:key` or bare; a bare key is named by its position."""
+    named: list[ApiKey] = []
+    for index, value in enumerate(keys, start=1):
+        name, sep, key = value.partition(":")
+        named.append(ApiKey(name.strip(), key.strip()) if sep else ApiKey(f"key-{index}", value))
+    return named
+
+
+def check_unique_keys(keys: list[ApiKey]) -> None:
+    seen: set[str] = set()
+    for api_key in keys:
+        if api_key.key in seen:
+            raise ValueError(f"API key {api_key.name!r} duplicates another key")
+        seen.add(api_key.key)

@@ -1,0 +1,73 @@
+"""What the running server knows about itself: phase, engine, requests in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from modelplane.server.auth import ApiKeyAuth
+from modelplane.server.errors import ServiceUnavailable
+from modelplane.server.limits import ConcurrencyLimiter
+from modelplane.server.metrics import ServerMetrics, default_metrics
+from modelplane.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from modelplane.server.engine import Engine
+
+
+class Phase(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    DRAINING = "draining"
+    FAILED = "failed"
+
+
+@dataclass
+class ServerState:
+    settings: ServerSettings
+    auth: ApiKeyAuth
+    limiter: ConcurrencyLimiter
+    metrics: ServerMetrics
+    phase: Phase = Phase.LOADING
+    engine: Engine | None = None
+    known_models: frozenset[str] = frozenset()
+    in_flight: int = 0
+    # Set by whoever runs the HTTP server: ends the process (used when the engine fails).
+    request_exit: Callable[[int], None] | None = None
+    stop_engine: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def engine_ready(self, engine: Engine) -> None:
+        self.engine = engine
+        self.known_models = frozenset(engine.served_model_names) | frozenset(
+            getattr(engine, "lora_requests", {})
+        )
+        if self.phase is Phase.LOADING:
+            self.phase = Phase.READY
+
+    def require_engine(self) -> Engine:
+        """The engine, or 503 while loading or draining."""
+        if self.phase is Phase.DRAINING:
+            raise ServiceUnavailable("The server is shutting down; retry on another replica.")
+        if self.engine is None or self.phase is not Phase.READY:
+            raise ServiceUnavailable("The model is still loading; retry shortly.")
+        return self.engine
+
+    def request_started(self) -> None:
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+
+    def request_finished(self) -> None:
+        self.in_flight -= 1
+        self.metrics.in_flight.dec()
+
+
+def init_state(settings: ServerSettings) -> ServerState:
+    return ServerState(
+        settings=settings,
+        auth=ApiKeyAuth(settings.api_keys),
+        limiter=ConcurrencyLimiter(settings.max_concurrent_requests, settings.max_queued_requests),
+        metrics=default_metrics(),
+    )

@@ -1,0 +1,66 @@
+"""`python -m bench` end to end with tiny numbers: one real server, two levels, the JSON shape."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.stats import LEVEL_METRICS
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_bench(args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+def test_bench_smoke_run_writes_latest_json_table_and_chart(tmp_path: Path) -> None:
+    result = run_bench(
+        [
+            "--systems", "modelplane", "--concurrency", "1,2", "--requests-per-level", "2",
+            "--max-tokens", "8", "--warmup-requests", "1", "--output-dir", str(tmp_path),
+        ],
+        timeout_s=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-5000:]
+
+    results = json.loads((tmp_path / "latest.json").read_text())
+    assert list(results["systems"]) == ["modelplane"]
+    assert list(results["systems"]["modelplane"]) == ["1", "2"]
+    for metrics in results["systems"]["modelplane"].values():
+        assert list(metrics) == list(LEVEL_METRICS)
+        assert metrics["errors"] == 0
+        assert metrics["output_tokens_per_s"] > 0
+        assert 0 < metrics["ttft_p50_ms"] <= metrics["e2e_p50_ms"]
+    assert results["ratios"] == {}  # no baseline ran
+    assert results["setup"]["max_tokens"] == 8
+    assert (tmp_path / "latest.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| modelplane | 2 |" in result.stdout
+
+
+def test_bench_operator_scale_reports_children_reconciles_and_rss(tmp_path: Path) -> None:
+    result = run_bench(
+        ["operator", "--operator-deployments", "5", "--output-dir", str(tmp_path)], timeout_s=300
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    report = json.loads((tmp_path / "operator.json").read_text())
+    assert report["deployments"] == 5
+    assert report["errors"] == 0
+    assert report["seconds_to_all_children"] > 0
+    assert report["reconciles"] >= 5
+    assert report["operator_peak_rss_mib"] > 10

@@ -1,0 +1,142 @@
+"""Shared pieces of the delivery tests: paths, helm runs, and the validators for rendered objects."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import cel
+import jsonschema
+import kubernetes_validate
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "modelplane"
+ROOT_CRD = REPO / "crds" / "modelplane.io_modeldeployments.yaml"
+CHART_CRD = CHART / "crds" / "modelplane.io_modeldeployments.yaml"
+EXAMPLES = REPO / "examples"
+RELEASE = "mp"
+RELEASE_NAMESPACE = "modelplane-system"
+# The Kubernetes minor the helm/kubectl binaries target (kubectl 1.35).
+KUBE_VERSION = "1.35.0"
+
+Manifest = dict[str, Any]
+
+
+def tools_bin() -> Path:
+    cache = Path(os.environ.get("MODELPLANE_CACHE", Path.home() / ".cache" / "modelplane"))
+    return cache / "bin"
+
+
+def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm, *args], capture_output=True, text=True, check=False, timeout=120)
+
+
+def parse_documents(text: str) -> list[Manifest]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def load_yaml_documents(path: Path) -> list[Manifest]:
+    return parse_documents(path.read_text())
+
+
+def load_crd(path: Path = ROOT_CRD) -> Manifest:
+    crd: Manifest = yaml.safe_load(path.read_text())
+    return crd
+
+
+def _strict_jsonschema(node: Any) -> Any:
+    """OpenAPI v3 (structural CRD schema) -> JSON Schema that rejects unknown fields.
+
+    kubectl's default field validation (strict) rejects fields a structural schema does not
+    declare; JSON Schema only does so with additionalProperties: false. Int-or-string and the
+    OpenAPI 3.0 boolean exclusiveMinimum are translated too. CEL rules are left to parse_spec.
+    """
+    if isinstance(node, list):
+        return [_strict_jsonschema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _strict_jsonschema(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
+    if node.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if out.get("exclusiveMinimum") is True:
+        out["exclusiveMinimum"] = out.pop("minimum")
+    if out.get("exclusiveMaximum") is True:
+        out["exclusiveMaximum"] = out.pop("maximum")
+    if out.get("nullable"):
+        out.pop("nullable")
+        if "type" in out:
+            out["type"] = [out["type"], "null"]
+    preserve = node.get("x-kubernetes-preserve-unknown-fields")
+    if out.get("type") == "object" and "properties" in out and not preserve:
+        out.setdefault("additionalProperties", False)
+    return out
+
+
+def modeldeployment_schema(crd: Manifest) -> Manifest:
+    """The served version's openAPIV3Schema as strict JSON Schema."""
+    (version,) = [v for v in crd["spec"]["versions"] if v.get("served")]
+    schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
+    strict: Manifest = _strict_jsonschema(schema)
+    return strict
+
+
+def modeldeployment_validator(crd: Manifest) -> jsonschema.Draft202012Validator:
+    schema = modeldeployment_schema(crd)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validate_kubernetes(obj: Manifest) -> None:
+    """Validate a built-in Kubernetes object against the OpenAPI schema (unknown fields rejected)."""
+    kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+
+
+def by_kind(objects: list[Manifest], kind: str) -> list[Manifest]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def one(objects: list[Manifest], kind: str) -> Manifest:
+    found = by_kind(objects, kind)
+    assert len(found) == 1, f"expected one {kind}, got {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def apply_defaults(schema: Manifest, value: Any) -> Any:
+    """The API server's structural defaulting, which runs before validation and CEL."""
+    if isinstance(value, dict) and "properties" in schema:
+        for key, child_schema in schema["properties"].items():
+            if key not in value and "default" in child_schema:
+                value[key] = copy.deepcopy(child_schema["default"])
+            if key in value:
+                value[key] = apply_defaults(child_schema, value[key])
+    elif isinstance(value, list) and "items" in schema:
+        value = [apply_defaults(schema["items"], item) for item in value]
+    return value
+
+
+def cel_failures(crd: Manifest, obj: Manifest) -> list[str]:
+    """Messages of the CRD's CEL rules (x-kubernetes-validations) that the defaulted object breaks."""
+    (version,) = [v for v in crd["spec"]["versions"] if v.get("served")]
+    schema = version["schema"]["openAPIV3Schema"]
+    defaulted = apply_defaults(schema, copy.deepcopy(obj))
+    failures: list[str] = []
+
+    def visit(node: Manifest, value: Any) -> None:
+        for rule in node.get("x-kubernetes-validations", []):
+            if not cel.evaluate(rule["rule"], {"self": value}):
+                failures.append(rule["message"])
+        if isinstance(value, dict):
+            for key, child_schema in (node.get("properties") or {}).items():
+                if key in value:
+                    visit(child_schema, value[key])
+        elif isinstance(value, list) and "items" in node:
+            for item in value:
+                visit(node["items"], item)
+
+    visit(schema, defaulted)
+    return failures

@@ -1,0 +1,216 @@
+"""The chart grants the operator exactly what its code uses, and its flags parse in the real CLI.
+
+The required permissions are derived from the operator's own code: the children `plan_children`
+applies or deletes for specs that exercise every child kind, the children kopf watches
+(`handlers.WATCHED_CHILDREN`), and the API calls of `kube.py`. A new child kind or API call in the
+operator fails this test until the chart's RBAC follows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from delivery_checks import EXAMPLES, RELEASE_NAMESPACE, Manifest, by_kind, load_yaml_documents, one
+from modelplane.operator import handlers, kube
+from modelplane.operator import spec as specmod
+from modelplane.operator.cli import settings_from_args
+from modelplane.operator.resources import Owner, plan_children
+
+Permissions = dict[tuple[str, str], set[str]]
+
+# kube.Kube.apply: POST (create), GET on 409 (get), merge PATCH when it differs (patch).
+APPLY_VERBS = {"create", "get", "patch"}
+# Specs that, together with the examples, make plan_children produce and remove every child kind.
+VARIANT_SPECS: list[dict[str, Any]] = [
+    {"model": {"uri": "hf://Qwen/Qwen3-8B"}},
+    {"model": {"uri": "hf://Qwen/Qwen3-8B"}, "replicas": 3},
+    {"model": {"uri": "hf://Qwen/Qwen3-8B"}, "autoscaling": {"maxReplicas": 4}},
+    {
+        "model": {"uri": "hf://Qwen/Qwen3-8B"},
+        "autoscaling": {
+            "provider": "keda",
+            "minReplicas": 0,
+            "maxReplicas": 4,
+            "prometheusAddress": "http://prometheus:9090",
+        },
+    },
+    {"model": {"uri": "hf://Qwen/Qwen3-8B"}, "cache": {"size": "10Gi"}},
+    {"model": {"uri": "hf://Qwen/Qwen3-8B"}, "monitoring": {"serviceMonitor": {"enabled": True}}},
+]
+
+
+def group_of(api_version: str) -> str:
+    return api_version.split("/")[0] if "/" in api_version else ""
+
+
+def all_specs() -> list[dict[str, Any]]:
+    specs = list(VARIANT_SPECS)
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        specs += [d["spec"] for d in load_yaml_documents(path) if d["kind"] == specmod.KIND]
+    return specs
+
+
+def operator_needs() -> Permissions:
+    """Namespaced permissions the operator's code uses."""
+    needs: Permissions = defaultdict(set)
+    owner = Owner(name="qwen3-8b", namespace="models", uid="uid-1")
+    block_owner_deletion = False
+    for body in all_specs():
+        plan = plan_children(
+            owner,
+            specmod.parse_spec(body),
+            default_image=specmod.DEFAULT_IMAGE,
+            service_monitor_available=True,
+        )
+        for manifest in plan.apply:
+            key = (group_of(manifest["apiVersion"]), kube.PLURALS[manifest["kind"]])
+            needs[key] |= APPLY_VERBS
+            refs = manifest["metadata"].get("ownerReferences", [])
+            block_owner_deletion |= any(r.get("blockOwnerDeletion") for r in refs)
+        for ref in plan.delete:
+            needs[(group_of(ref.api_version), kube.PLURALS[ref.kind])].add("delete")
+    for group, _version, plural in handlers.WATCHED_CHILDREN:
+        needs[(group, plural)] |= {"list", "watch"}
+    # kopf watches ModelDeployments and patches its annotations; on_child_event GETs the owner.
+    needs[(specmod.GROUP, specmod.PLURAL)] |= {"get", "list", "watch", "patch"}
+    # kube.Kube.patch_status.
+    needs[(specmod.GROUP, f"{specmod.PLURAL}/status")] |= {"patch"}
+    if block_owner_deletion:
+        needs[(specmod.GROUP, f"{specmod.PLURAL}/finalizers")] |= {"update"}
+    # kopf.warn posts core v1 Events.
+    needs[("", "events")] |= {"create"}
+    return dict(needs)
+
+
+# kube.Kube.crd_exists GETs a CRD; kopf lists and watches CRDs to notice new resources.
+CLUSTER_NEEDS: Permissions = {
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}
+}
+# kopf lists and watches namespaces when it watches specific ones.
+NAMESPACE_LISTING: Permissions = {("", "namespaces"): {"list", "watch"}}
+
+
+def granted(role: Manifest) -> Permissions:
+    rules: Permissions = defaultdict(set)
+    for rule in role["rules"]:
+        assert "resourceNames" not in rule and "nonResourceURLs" not in rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                assert "*" not in rule["verbs"] and resource != "*" and group != "*"
+                rules[(group, resource)] |= set(rule["verbs"])
+    return dict(rules)
+
+
+def merge(*sets: Permissions) -> Permissions:
+    out: Permissions = defaultdict(set)
+    for permissions in sets:
+        for key, verbs in permissions.items():
+            out[key] |= verbs
+    return dict(out)
+
+
+def test_operator_needs_cover_every_child_kind() -> None:
+    needs = operator_needs()
+    for resource in (
+        "deployments",
+        "services",
+        "horizontalpodautoscalers",
+        "scaledobjects",
+        "poddisruptionbudgets",
+        "persistentvolumeclaims",
+        "servicemonitors",
+    ):
+        assert any(plural == resource for _, plural in needs), resource
+
+
+def test_cluster_role_grants_exactly_what_the_operator_uses_when_watching_all_namespaces(
+    render: Any,
+) -> None:
+    objects = render()
+    assert not by_kind(objects, "Role") and not by_kind(objects, "RoleBinding")
+    assert granted(one(objects, "ClusterRole")) == merge(operator_needs(), CLUSTER_NEEDS)
+
+
+def test_roles_per_watched_namespace_grant_exactly_what_the_operator_uses(render: Any) -> None:
+    objects = render({"watchNamespaces": ["models", "models-staging"]})
+    roles = {r["metadata"]["namespace"]: r for r in by_kind(objects, "Role")}
+    assert set(roles) == {"models", "models-staging"}
+    for role in roles.values():
+        assert granted(role) == operator_needs()
+    # Cluster-wide, only the reads kopf needs: no namespaced resource anywhere.
+    assert granted(one(objects, "ClusterRole")) == merge(CLUSTER_NEEDS, NAMESPACE_LISTING)
+
+
+def test_bindings_bind_the_operator_service_account_to_its_roles(render: Any) -> None:
+    objects = render({"watchNamespaces": ["models", "models-staging"]})
+    account = one(objects, "ServiceAccount")["metadata"]
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["name"]
+    subject = {"kind": "ServiceAccount", "name": account["name"], "namespace": RELEASE_NAMESPACE}
+    bindings = by_kind(objects, "RoleBinding")
+    assert {b["metadata"]["namespace"] for b in bindings} == {"models", "models-staging"}
+    for binding in bindings:
+        assert binding["subjects"] == [subject]
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["roleRef"]["name"] == by_kind(objects, "Role")[0]["metadata"]["name"]
+    cluster_binding = one(objects, "ClusterRoleBinding")
+    assert cluster_binding["subjects"] == [subject]
+    assert cluster_binding["roleRef"]["name"] == one(objects, "ClusterRole")["metadata"]["name"]
+
+
+@pytest.mark.parametrize("watch", [[], ["models"]])
+def test_peering_adds_only_kopf_peering_objects(render: Any, watch: list[str]) -> None:
+    values = {"watchNamespaces": watch, "operator": {"peering": True}}
+    objects = render(values)
+    without = render({"watchNamespaces": watch})
+    kind = "Role" if watch else "ClusterRole"
+    extra = {
+        key: verbs
+        for key, verbs in granted(one(objects, kind)).items()
+        if granted(one(without, kind)).get(key) != verbs
+    }
+    plural = "kopfpeerings" if watch else "clusterkopfpeerings"
+    assert extra == {("kopf.dev", plural): {"get", "list", "watch", "patch"}}
+
+
+def test_rbac_can_be_left_to_the_user(render: Any) -> None:
+    objects = render({"rbac": {"create": False}})
+    for kind in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"):
+        assert not by_kind(objects, kind)
+
+
+# --- the rendered flags are the operator's own -------------------------------------------------
+
+
+def container_args(objects: list[Manifest]) -> list[str]:
+    args: list[str] = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0][
+        "args"
+    ]
+    return args
+
+
+def test_default_flags_parse_in_the_operator_cli(render: Any) -> None:
+    settings = settings_from_args(container_args(render()))
+    assert settings.all_namespaces is True
+    assert settings.namespaces == ()
+    assert settings.default_image == "ghcr.io/modelplane/modelplane-server:0.1.0"
+    assert settings.liveness_endpoint == "http://0.0.0.0:8080/healthz"
+    assert settings.metrics_port == 9090
+    assert settings.standalone is True
+    assert settings.log_format == "json"
+
+
+def test_namespaced_flags_parse_in_the_operator_cli(render: Any) -> None:
+    values = {
+        "watchNamespaces": ["models", "models-staging"],
+        "operator": {"metrics": {"enabled": False, "port": 9090}, "peering": True, "verbose": True},
+    }
+    settings = settings_from_args(container_args(render(values)))
+    assert settings.all_namespaces is False
+    assert settings.namespaces == ("models", "models-staging")
+    assert settings.metrics_port == 0
+    assert settings.standalone is False
+    assert settings.peering_name == "mp-modelplane"
+    assert settings.verbose is True

@@ -1,0 +1,228 @@
+"""A stateful fake Kubernetes API (kmock) that a real kopf operator process can run against.
+
+Usage (sync; the emulator runs on its own event loop in a background thread)::
+
+    from tests.operator.kube_emulator import start_emulator
+
+    with start_emulator(namespaces=["default"]) as (server_url, kubeconfig_path, emulator):
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig_path)}
+        subprocess.Popen([sys.executable, "-m", "modelplane.operator", "-n", "default", ...], env=env)
+        httpx.post(f"{server_url}/apis/modelplane.io/v1alpha1/namespaces/default/modeldeployments", json=md)
+        emulator.objects["apps/v1/deployments", "default", "name"]   # read-only peeks are fine
+
+Talk to it over HTTP (e.g. `httpx`) from tests: it is a plain Kubernetes-shaped REST API.
+It covers kmock 0.8's gaps for kopf: (1) `uid`, `resourceVersion`, `generation` and
+`creationTimestamp` are stamped on create/patch (kopf JSON-patches with a `test` on the
+resourceVersion; the kubernetes client wants owner uids), and a merge patch carrying a stale
+`metadata.resourceVersion` gets 409 Conflict like on a real API server; (2) `/api/v1/namespaces[/<name>]`
+paths parse (kopf lists namespaces); (3) only PATCH exists, no PUT (the operator needs none).
+It is no kube-apiserver: merge patches only, no CRD schema/CEL, no defaults, no garbage
+collection — those are tested with the CRD schema and documented in docs/operator.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import itertools
+import re
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import aiohttp.web
+import kmock
+from kmock._internal import enums, parsing
+
+# The operator's own and optional resources, next to kmock's bundled built-ins.
+EXTRA_RESOURCES: dict[str, kmock.ResourceInfo] = {
+    "modelplane.io/v1alpha1/modeldeployments": kmock.ResourceInfo(
+        kind="ModelDeployment",
+        singular="modeldeployment",
+        namespaced=True,
+        shortnames={"md"},
+        subresources={"status", "scale"},
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    ),
+    "keda.sh/v1alpha1/scaledobjects": kmock.ResourceInfo(
+        kind="ScaledObject",
+        singular="scaledobject",
+        namespaced=True,
+        subresources={"status"},
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    ),
+}
+
+_NAMESPACES_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?/?$")
+_original_parse_path = parsing.parse_path
+
+
+def _parse_path(path: str) -> parsing.ParsedPath:
+    """kmock 0.8 cannot parse /api/v1/namespaces (it reads 'namespaces' as a namespace marker)."""
+    match = _NAMESPACES_PATH.match(path)
+    if match:
+        return parsing.ParsedPath(group="", version="v1", plural="namespaces", name=match.group(1))
+    return _original_parse_path(path)
+
+
+parsing.parse_path = _parse_path
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class StampingEmulator(kmock.KubernetesEmulator):
+    """kmock's emulator plus the metadata a real API server stamps on every write."""
+
+    _versions = itertools.count(1)
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if request.resource is not None:
+            if request.action == enums.action.CREATE and isinstance(request.data, dict):
+                self._stamp_create(request)
+            elif request.action == enums.action.UPDATE and request.data is not None:
+                self._stamp_update(request)
+        return await super()._handle(request)
+
+    def _stamp_create(self, request: kmock.Request) -> None:
+        meta = request.data.setdefault("metadata", {})
+        if request.namespace and not meta.get("namespace"):
+            meta["namespace"] = request.namespace
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta["resourceVersion"] = str(next(self._versions))
+        meta["generation"] = 1
+        meta.setdefault("creationTimestamp", _now())
+
+    def _stamp_update(self, request: kmock.Request) -> None:
+        key = (request.resource, request.namespace, request.name)
+        current = self.objects[key] if key in self.objects else None  # noqa: SIM401 (no .get)
+        if current is None or current.deleted:
+            return  # kmock answers 404
+        meta = current.get("metadata", {})
+        version = str(next(self._versions))
+        generation = int(meta.get("generation", 1))
+        if isinstance(request.data, list):  # JSON patch (kopf): append the stamps after its tests
+            touches_spec = any(str(op.get("path", "")).startswith("/spec") for op in request.data)
+            request.data.append(
+                {"op": "add", "path": "/metadata/resourceVersion", "value": version}
+            )
+            if touches_spec and request.subresource is None:
+                request.data.append(
+                    {"op": "add", "path": "/metadata/generation", "value": generation + 1}
+                )
+        elif isinstance(request.data, dict):  # merge patch
+            patch_meta = request.data.setdefault("metadata", {})
+            if not isinstance(patch_meta, dict):
+                return
+            expected = patch_meta.get("resourceVersion")
+            if expected is not None and str(expected) != str(meta.get("resourceVersion")):
+                # Optimistic concurrency, as the API server does for a patch carrying a version.
+                raise kmock.KubernetesError(
+                    status=409,
+                    reason="Conflict",
+                    message="the object has been modified; please apply your changes to the latest version",
+                )
+            patch_meta["resourceVersion"] = version
+            new_spec = request.data.get("spec")
+            if (
+                request.subresource is None
+                and new_spec is not None
+                and _merged(current.get("spec") or {}, new_spec) != (current.get("spec") or {})
+            ):
+                patch_meta["generation"] = generation + 1
+
+
+def _merged(value: Any, patch: Any) -> Any:
+    if not isinstance(patch, dict) or not isinstance(value, dict):
+        return patch
+    result = dict(value)
+    for key, item in patch.items():
+        if item is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merged(value.get(key), item)
+    return result
+
+
+def write_kubeconfig(server_url: str, path: Path) -> Path:
+    path.write_text(
+        "apiVersion: v1\n"
+        "kind: Config\n"
+        "current-context: emulator\n"
+        "clusters:\n"
+        f"- name: emulator\n  cluster:\n    server: {server_url}\n"
+        "users:\n"
+        "- name: emulator\n  user:\n    token: emulator-token\n"
+        "contexts:\n"
+        "- name: emulator\n  context:\n    cluster: emulator\n    user: emulator\n"
+        "    namespace: default\n"
+    )
+    return path
+
+
+class Emulator(NamedTuple):
+    server_url: str
+    kubeconfig_path: Path
+    emulator: StampingEmulator
+
+
+@contextlib.contextmanager
+def start_emulator(
+    namespaces: Iterable[str] = ("default",),
+    kubeconfig_dir: Path | None = None,
+) -> Iterator[Emulator]:
+    """Serve a StampingEmulator on a free loopback port from a background thread."""
+    emulator = StampingEmulator()
+    emulator.resources.load_bundled()
+    for key, info in EXTRA_RESOURCES.items():
+        emulator.resources[key] = info
+    for ns in namespaces:
+        emulator.objects["v1/namespaces", None, ns] = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": ns, "uid": str(uuid.uuid4()), "resourceVersion": "1"},
+        }
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop: asyncio.Event | None = None
+    url: list[str] = []
+    failure: list[BaseException] = []
+
+    async def serve() -> None:
+        nonlocal stop
+        stop = asyncio.Event()
+        try:
+            async with emulator, kmock.Server(emulator) as server:
+                url.append(str(server.url).rstrip("/"))
+                ready.set()
+                await stop.wait()
+        except BaseException as exc:  # surfaced to the caller below
+            failure.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    ready.wait(timeout=30)
+    if failure or not url:
+        raise RuntimeError(f"the Kubernetes emulator did not start: {failure}")
+    owned_dir = None
+    if kubeconfig_dir is None:
+        owned_dir = contextlib.ExitStack()
+        import tempfile
+
+        kubeconfig_dir = Path(owned_dir.enter_context(tempfile.TemporaryDirectory()))
+    kubeconfig = write_kubeconfig(url[0], kubeconfig_dir / "kubeconfig")
+    try:
+        yield Emulator(url[0], kubeconfig, emulator)
+    finally:
+        assert stop is not None
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=10)
+        loop.close()
+        if owned_dir is not None:
+            owned_dir.close()

@@ -1,0 +1,29 @@
+"""Flags and env vars become one typed OperatorSettings."""
+
+from modelplane.operator.cli import settings_from_args
+
+
+def test_namespaces_are_repeatable(monkeypatch):
+    monkeypatch.delenv("MODELPLANE_NAMESPACES", raising=False)
+    settings = settings_from_args(["--namespace", "ml", "-n", "team-*", "--default-image", "img:2"])
+    assert settings.namespaces == ("ml", "team-*")
+    assert settings.all_namespaces is False
+    assert settings.default_image == "img:2"
+
+
+def test_no_namespace_means_the_whole_cluster(monkeypatch):
+    monkeypatch.delenv("MODELPLANE_NAMESPACES", raising=False)
+    settings = settings_from_args([])
+    assert settings.all_namespaces is True
+    assert settings_from_args(["--all-namespaces"]).all_namespaces is True
+
+
+def test_env_provides_defaults(monkeypatch):
+    monkeypatch.setenv("MODELPLANE_NAMESPACES", "a,b")
+    monkeypatch.setenv("MODELPLANE_DEFAULT_IMAGE", "env:1")
+    settings = settings_from_args(["--liveness", "", "--metrics-port", "0", "--standalone"])
+    assert settings.namespaces == ("a", "b")
+    assert settings.default_image == "env:1"
+    assert settings.liveness_endpoint is None
+    assert settings.metrics_port == 0
+    assert settings.standalone is True

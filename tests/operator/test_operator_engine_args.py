@@ -1,0 +1,114 @@
+"""The exact modelplane-server (vLLM) flags for each spec field."""
+
+from modelplane.operator.engine_args import engine_flags, model_argument
+from modelplane.operator.spec import parse_spec
+
+
+def flags(spec: dict, name: str = "qwen") -> list[str]:
+    return engine_flags(parse_spec(spec), name)
+
+
+def value_of(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+def test_minimal_spec_serves_the_hub_model_under_the_object_name():
+    assert flags({"model": {"uri": "hf://Qwen/Qwen3-8B"}}) == [
+        "--host", "0.0.0.0",
+        "--port", "8000",
+        "--model", "Qwen/Qwen3-8B",
+        "--served-model-name", "qwen",
+    ]  # fmt: skip
+
+
+def test_tensor_and_pipeline_parallel_sizes():
+    args = flags(
+        {
+            "model": {"uri": "hf://meta-llama/Llama-3.1-70B-Instruct"},
+            "engine": {"tensorParallelSize": 4, "pipelineParallelSize": 2},
+        }
+    )
+    assert value_of(args, "--tensor-parallel-size") == "4"
+    assert value_of(args, "--pipeline-parallel-size") == "2"
+
+
+def test_quantization_and_engine_tuning_flags():
+    args = flags(
+        {
+            "model": {"uri": "hf://Qwen/Qwen3-8B-AWQ", "servedModelName": "qwen3", "revision": "main",
+                      "tokenizer": "Qwen/Qwen3-8B"},
+            "engine": {
+                "quantization": "awq",
+                "dtype": "half",
+                "kvCacheDtype": "fp8",
+                "maxModelLen": 8192,
+                "gpuMemoryUtilization": 0.85,
+                "maxNumSeqs": 64,
+                "enablePrefixCaching": True,
+                "extraArgs": ["--enforce-eager", "--seed", "7"],
+            },
+        }
+    )
+    assert value_of(args, "--served-model-name") == "qwen3"
+    assert value_of(args, "--quantization") == "awq"
+    assert value_of(args, "--dtype") == "half"
+    assert value_of(args, "--kv-cache-dtype") == "fp8"
+    assert value_of(args, "--max-model-len") == "8192"
+    assert value_of(args, "--gpu-memory-utilization") == "0.85"
+    assert value_of(args, "--max-num-seqs") == "64"
+    assert value_of(args, "--revision") == "main"
+    assert value_of(args, "--tokenizer") == "Qwen/Qwen3-8B"
+    assert "--enable-prefix-caching" in args
+    assert args[-3:] == ["--enforce-eager", "--seed", "7"]  # extraArgs last, verbatim
+
+
+def test_compressed_tensors_quantization_keeps_its_vllm_name():
+    args = flags({"model": {"uri": "hf://o/m"}, "engine": {"quantization": "compressed-tensors"}})
+    assert value_of(args, "--quantization") == "compressed-tensors"
+
+
+def test_prefix_caching_false_is_explicit():
+    args = flags({"model": {"uri": "hf://o/m"}, "engine": {"enablePrefixCaching": False}})
+    assert "--no-enable-prefix-caching" in args
+
+
+def test_lora_adapters_become_lora_modules():
+    args = flags(
+        {
+            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+            "adapters": [
+                {"name": "sql", "uri": "hf://org/sql-lora"},
+                {"name": "local", "uri": "file:///adapters/local"},
+            ],
+        }
+    )
+    start = args.index("--enable-lora")
+    assert args[start : start + 4] == [
+        "--enable-lora",
+        "--lora-modules",
+        "sql=org/sql-lora",
+        "local=/adapters/local",
+    ]
+
+
+def test_api_key_file_flag_only_with_a_secret():
+    assert "--api-key-file" not in flags({"model": {"uri": "hf://o/m"}})
+    args = flags({"model": {"uri": "hf://o/m"}, "auth": {"apiKeySecretRef": {"name": "k", "key": "keys"}}})
+    assert value_of(args, "--api-key-file") == "/etc/modelplane/auth/api-keys"
+
+
+def test_model_argument_per_uri_scheme():
+    def arg(uri: str) -> str:
+        return model_argument(parse_spec({"model": {"uri": uri}}))
+
+    assert arg("hf://Qwen/Qwen3-8B") == "Qwen/Qwen3-8B"
+    assert arg("pvc://models/qwen/8b") == "/models/qwen/8b"
+    assert arg("pvc://models") == "/models"
+    assert arg("s3://bucket/prefix/qwen") == "s3://bucket/prefix/qwen"
+    assert arg("file:///opt/models/smollm2") == "/opt/models/smollm2"
+
+
+def test_s3_models_stream_through_runai():
+    args = flags({"model": {"uri": "s3://bucket/qwen3"}})
+    assert value_of(args, "--model") == "s3://bucket/qwen3"
+    assert value_of(args, "--load-format") == "runai_streamer"

@@ -1,0 +1,364 @@
+"""The real kopf operator process against a stateful fake Kubernetes API (kmock) on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from tests.operator.kube_emulator import Emulator, start_emulator
+
+pytestmark = pytest.mark.slow
+
+NS = "default"
+MD_PATH = f"/apis/modelplane.io/v1alpha1/namespaces/{NS}/modeldeployments"
+DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NS}/deployments"
+SERVICES = f"/api/v1/namespaces/{NS}/services"
+HPAS = f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers"
+SCALED_OBJECTS = f"/apis/keda.sh/v1alpha1/namespaces/{NS}/scaledobjects"
+EVENTS = f"/api/v1/namespaces/{NS}/events"
+MERGE = {"Content-Type": "application/merge-patch+json"}
+IMAGE = "registry.example/modelplane-server:test"
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    probe: Callable[[], T | None],
+    timeout: float = 20.0,
+    what: str = "condition",
+    details: Callable[[], Any] | None = None,
+) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}" + (f": {details()}" if details else "")
+    )
+
+
+class Cluster:
+    """The emulator's REST API as a test sees it."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.http = httpx.Client(base_url=emulator.server_url, timeout=10)
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        response = self.http.get(path)
+        return response.json() if response.status_code == 200 else None
+
+    def create_md(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        body = {
+            "apiVersion": "modelplane.io/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": spec,
+        }
+        response = self.http.post(MD_PATH, json=body)
+        assert response.status_code in (200, 201), response.text
+        return response.json()
+
+    def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.patch(path, json=body, headers=MERGE)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def md(self, name: str) -> dict[str, Any]:
+        body = self.get(f"{MD_PATH}/{name}")
+        assert body is not None
+        return body
+
+    def wait_get(self, path: str, timeout: float = 20.0) -> dict[str, Any]:
+        return wait_for(lambda: self.get(path), timeout, what=path)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    logs = tmp_path_factory.mktemp("operator")
+    with start_emulator(namespaces=[NS], kubeconfig_dir=logs) as emulator:
+        liveness, metrics = free_port(), free_port()
+        env = {**os.environ, "KUBECONFIG": str(emulator.kubeconfig_path)}
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        log_path = logs / "operator.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "modelplane.operator",
+                    "--namespace", NS,
+                    "--standalone",
+                    "--default-image", IMAGE,
+                    "--liveness", f"http://127.0.0.1:{liveness}/healthz",
+                    "--metrics-port", str(metrics),
+                    "--log-format", "plain",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            cluster = Cluster(emulator)
+            cluster.liveness_url = f"http://127.0.0.1:{liveness}/healthz"  # type: ignore[attr-defined]
+            cluster.metrics_url = f"http://127.0.0.1:{metrics}/metrics"  # type: ignore[attr-defined]
+            # Ready when it reconciles: a first ModelDeployment gets its Deployment.
+            cluster.create_md("warmup", {"model": {"uri": "hf://HuggingFaceTB/SmolLM2-135M-Instruct"}})
+            cluster.wait_get(f"{DEPLOYMENTS}/warmup", timeout=60)
+            yield cluster
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.returncode not in (0, -15):
+                sys.stderr.write(Path(log_path).read_text()[-5000:])
+
+
+def container_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def arg_after(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+def test_create_makes_deployment_service_and_hpa(cluster: Cluster) -> None:
+    md = cluster.create_md(
+        "qwen3-8b",
+        {"model": {"uri": "hf://Qwen/Qwen3-8B"}, "autoscaling": {"minReplicas": 1, "maxReplicas": 4}},
+    )
+    uid = md["metadata"]["uid"]
+    deployment = cluster.wait_get(f"{DEPLOYMENTS}/qwen3-8b")
+    service = cluster.wait_get(f"{SERVICES}/qwen3-8b")
+    hpa = cluster.wait_get(f"{HPAS}/qwen3-8b")
+
+    for child in (deployment, service, hpa):
+        owner = child["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+            "ModelDeployment", "qwen3-8b", uid, True,
+        )  # fmt: skip
+        assert child["metadata"]["labels"]["modelplane.io/deployment"] == "qwen3-8b"
+        assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "modelplane-operator"
+
+    container = container_of(deployment)
+    assert container["image"] == IMAGE
+    assert arg_after(container["args"], "--model") == "Qwen/Qwen3-8B"
+    assert arg_after(container["args"], "--served-model-name") == "qwen3-8b"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert "replicas" not in deployment["spec"]  # the HPA owns it
+    assert service["spec"]["ports"][0]["port"] == 8000
+    assert service["spec"]["ports"][0]["name"] == "http"
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "qwen3-8b"
+    assert hpa["spec"]["maxReplicas"] == 4
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "modelplane_requests_in_flight"
+
+    status = wait_for(
+        lambda: (s := cluster.md("qwen3-8b").get("status", {})).get("observedGeneration") == 1 and s,
+        what="a status for generation 1",
+    )
+    assert status["endpoint"] == f"http://qwen3-8b.{NS}.svc.cluster.local:8000/v1"
+    assert status["phase"] in ("Pending", "Progressing")
+    assert status["observedGeneration"] == 1
+
+
+def test_update_patches_the_deployment(cluster: Cluster) -> None:
+    cluster.create_md("llama", {"model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"}, "replicas": 1})
+    first = cluster.wait_get(f"{DEPLOYMENTS}/llama")
+    assert "--tensor-parallel-size" not in container_of(first)["args"]
+    assert first["spec"]["replicas"] == 1
+
+    cluster.patch(f"{MD_PATH}/llama", {"spec": {"engine": {"tensorParallelSize": 2}, "replicas": 2}})
+
+    def patched() -> dict[str, Any] | None:
+        deployment = cluster.get(f"{DEPLOYMENTS}/llama")
+        args = container_of(deployment)["args"] if deployment else []
+        return deployment if "--tensor-parallel-size" in args else None
+
+    deployment = wait_for(patched, what="the TP=2 Deployment")
+    container = container_of(deployment)
+    assert arg_after(container["args"], "--tensor-parallel-size") == "2"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert {"name": "shm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["metadata"]["uid"] == first["metadata"]["uid"]  # patched, not recreated
+    # Two replicas now: a PodDisruptionBudget appears.
+    cluster.wait_get(f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/llama")
+    wait_for(
+        lambda: cluster.md("llama").get("status", {}).get("observedGeneration") == 2,
+        what="observedGeneration 2",
+    )
+
+
+def test_switching_to_keda_replaces_the_hpa_with_a_scaled_object(cluster: Cluster) -> None:
+    cluster.create_md("mistral", {"model": {"uri": "hf://mistralai/Mistral-7B-Instruct-v0.3"},
+                                  "autoscaling": {"maxReplicas": 3}})  # fmt: skip
+    cluster.wait_get(f"{HPAS}/mistral")
+    cluster.patch(
+        f"{MD_PATH}/mistral",
+        {"spec": {"autoscaling": {"provider": "keda", "minReplicas": 0,
+                                  "prometheusAddress": "http://prometheus.monitoring:9090"}}},
+    )  # fmt: skip
+    scaled = cluster.wait_get(f"{SCALED_OBJECTS}/mistral")
+    assert scaled["spec"]["minReplicaCount"] == 0
+    assert scaled["spec"]["triggers"][0]["type"] == "prometheus"
+    wait_for(lambda: cluster.get(f"{HPAS}/mistral") is None, what="the HPA to be deleted")
+
+
+def test_invalid_spec_sets_spec_valid_false_and_an_event_and_creates_nothing(cluster: Cluster) -> None:
+    cluster.create_md(
+        "broken",
+        {"model": {"uri": "hf://Qwen/Qwen3-32B"}, "engine": {"tensorParallelSize": 2},
+         "resources": {"gpu": {"count": 3}}},
+    )  # fmt: skip
+
+    def spec_valid() -> dict[str, Any] | None:
+        conditions = cluster.md("broken").get("status", {}).get("conditions", [])
+        return next((c for c in conditions if c["type"] == "SpecValid"), None)
+
+    condition = wait_for(spec_valid, what="SpecValid")
+    assert condition["status"] == "False"
+    assert condition["reason"] == "InvalidSpec"
+    assert "spec.resources.gpu.count" in condition["message"]
+    assert cluster.md("broken")["status"]["phase"] == "Failed"
+
+    def invalid_spec_event() -> dict[str, Any] | None:
+        events = (cluster.get(EVENTS) or {}).get("items", [])
+        return next(
+            (e for e in events if e.get("reason") == "InvalidSpec" and e["involvedObject"]["name"] == "broken"),
+            None,
+        )
+
+    event = wait_for(invalid_spec_event, what="an InvalidSpec Event")
+    assert event["type"] == "Warning"
+    assert "spec.resources.gpu.count" in event["message"]
+    assert cluster.get(f"{DEPLOYMENTS}/broken") is None
+    assert cluster.get(f"{SERVICES}/broken") is None
+
+    # Other ModelDeployments keep working.
+    cluster.create_md("neighbour", {"model": {"uri": "hf://Qwen/Qwen3-0.6B"}})
+    cluster.wait_get(f"{DEPLOYMENTS}/neighbour")
+
+
+def test_invalid_update_leaves_the_children_alone(cluster: Cluster) -> None:
+    cluster.create_md("stable", {"model": {"uri": "hf://Qwen/Qwen3-4B"}})
+    before = cluster.wait_get(f"{DEPLOYMENTS}/stable")
+    cluster.patch(f"{MD_PATH}/stable", {"spec": {"engine": {"quantization": "int3"}}})
+    wait_for(
+        lambda: any(
+            c["type"] == "SpecValid" and c["status"] == "False" and "spec.engine.quantization" in c["message"]
+            for c in cluster.md("stable").get("status", {}).get("conditions", [])
+        ),
+        what="SpecValid=False for spec.engine.quantization",
+    )
+    after = cluster.get(f"{DEPLOYMENTS}/stable")
+    assert after is not None
+    assert container_of(after)["args"] == container_of(before)["args"]
+
+
+def test_deleted_child_is_restored(cluster: Cluster) -> None:
+    cluster.create_md("phi", {"model": {"uri": "hf://microsoft/Phi-4-mini-instruct"}})
+    service = cluster.wait_get(f"{SERVICES}/phi")
+    deployment = cluster.wait_get(f"{DEPLOYMENTS}/phi")
+    assert cluster.http.delete(f"{SERVICES}/phi").status_code == 200
+    assert cluster.http.delete(f"{DEPLOYMENTS}/phi").status_code == 200
+
+    restored = wait_for(
+        lambda: (s := cluster.get(f"{SERVICES}/phi")) and s["metadata"]["uid"] != service["metadata"]["uid"] and s,
+        what="the Service to be recreated",
+    )
+    assert restored["spec"]["ports"][0]["port"] == 8000
+    wait_for(
+        lambda: (d := cluster.get(f"{DEPLOYMENTS}/phi")) and d["metadata"]["uid"] != deployment["metadata"]["uid"],
+        what="the Deployment to be recreated",
+    )
+
+
+def test_hand_edited_child_is_restored(cluster: Cluster) -> None:
+    cluster.create_md("gemma", {"model": {"uri": "hf://google/gemma-3-4b-it"}})
+    cluster.wait_get(f"{SERVICES}/gemma")
+    cluster.patch(f"{SERVICES}/gemma", {"spec": {"ports": [{"name": "http", "port": 9999}]}})
+    wait_for(
+        lambda: (s := cluster.get(f"{SERVICES}/gemma")) and s["spec"]["ports"][0]["port"] == 8000,
+        what="the Service port to be restored",
+    )
+
+
+def test_available_deployment_makes_the_model_deployment_ready(cluster: Cluster) -> None:
+    cluster.create_md("smollm2", {"model": {"uri": "hf://HuggingFaceTB/SmolLM2-135M-Instruct",
+                                            "servedModelName": "smollm2-135m-instruct"}, "replicas": 2})  # fmt: skip
+    deployment = cluster.wait_get(f"{DEPLOYMENTS}/smollm2")
+    generation = deployment["metadata"]["generation"]
+    # What the Deployment controller would report once both pods pass /ready.
+    cluster.patch(
+        f"{DEPLOYMENTS}/smollm2/status",
+        {
+            "status": {
+                "observedGeneration": generation,
+                "replicas": 2,
+                "updatedReplicas": 2,
+                "readyReplicas": 2,
+                "availableReplicas": 2,
+                "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}],
+            }
+        },
+    )
+
+    def ready() -> dict[str, Any] | None:
+        status = cluster.md("smollm2").get("status", {})
+        return status if status.get("phase") == "Ready" and status.get("observedGeneration") else None
+
+    status = wait_for(ready, what="phase Ready", details=lambda: (cluster.md("smollm2"), cluster.get(f"{DEPLOYMENTS}/smollm2")))
+    assert status["endpoint"] == f"http://smollm2.{NS}.svc.cluster.local:8000/v1"
+    assert status["servedModelName"] == "smollm2-135m-instruct"
+    assert status["observedGeneration"] == 1
+    assert (status["replicas"], status["readyReplicas"]) == (2, 2)
+    assert status["selector"] == "app.kubernetes.io/name=modelplane-server,app.kubernetes.io/instance=smollm2"
+    ready_condition = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready_condition["status"] == "True"
+    assert ready_condition["lastTransitionTime"].endswith("Z")
+
+    # A pod goes away: Degraded.
+    cluster.patch(f"{DEPLOYMENTS}/smollm2/status", {"status": {"readyReplicas": 1, "availableReplicas": 1}})
+    wait_for(lambda: cluster.md("smollm2")["status"]["phase"] == "Degraded", what="phase Degraded")
+
+
+def test_liveness_and_metrics_endpoints(cluster: Cluster) -> None:
+    assert httpx.get(cluster.liveness_url, timeout=5).status_code == 200  # type: ignore[attr-defined]
+    text = httpx.get(cluster.metrics_url, timeout=5).text  # type: ignore[attr-defined]
+    assert "modelplane_operator_reconciles_total" in text
+    assert "modelplane_operator_reconcile_duration_seconds_bucket" in text
+
+
+def test_create_to_deployment_latency(cluster: Cluster, record_property: Any) -> None:
+    """How long from a new ModelDeployment to its Deployment (reported; generous sanity bound)."""
+    latencies = []
+    for index in range(20):
+        name = f"latency-{index}"
+        started = time.perf_counter()
+        cluster.create_md(name, {"model": {"uri": "hf://Qwen/Qwen3-8B"}})
+        while cluster.get(f"{DEPLOYMENTS}/{name}") is None:
+            time.sleep(0.002)
+        latencies.append(time.perf_counter() - started)
+    median = statistics.median(latencies)
+    p95 = sorted(latencies)[int(0.95 * len(latencies)) - 1]
+    record_property("create_to_deployment_median_s", round(median, 4))
+    record_property("create_to_deployment_p95_s", round(p95, 4))
+    print(f"create -> Deployment: median {median * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
+    assert median < 5.0

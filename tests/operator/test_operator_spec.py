@@ -1,0 +1,99 @@
+"""The typed spec: defaults, derived values and validation errors that name the field."""
+
+import pytest
+from modelplane.operator.spec import SpecError, parse_spec
+
+MINIMAL = {"model": {"uri": "hf://Qwen/Qwen3-8B"}}
+
+
+def spec_with(**fields):
+    return {**MINIMAL, **fields}
+
+
+def test_minimal_example_from_the_issue_parses_with_defaults():
+    body = {
+        "apiVersion": "modelplane.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "qwen3-8b"},
+        "spec": MINIMAL,
+    }
+    spec = parse_spec(body)
+    assert spec.engine.tensor_parallel_size == 1
+    assert spec.engine.pipeline_parallel_size == 1
+    assert spec.engine.quantization is None
+    assert spec.replicas == 1
+    assert spec.autoscaling is None
+    assert spec.resources.gpu.resource_name == "nvidia.com/gpu"
+    assert spec.gpus_per_replica == 1
+
+
+def test_parse_spec_accepts_the_bare_spec_too():
+    assert parse_spec(MINIMAL).model.uri == "hf://Qwen/Qwen3-8B"
+
+
+def test_gpu_count_defaults_to_tp_times_pp():
+    spec = parse_spec(spec_with(engine={"tensorParallelSize": 4, "pipelineParallelSize": 2}))
+    assert spec.gpus_per_replica == 8
+
+
+def test_gpu_count_zero_means_cpu():
+    assert parse_spec(spec_with(resources={"gpu": {"count": 0}})).gpus_per_replica == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        (
+            {"engine": {"tensorParallelSize": 2}, "resources": {"gpu": {"count": 1}}},
+            "spec.resources.gpu.count",
+        ),
+        ({"engine": {"tensorParallelSize": 0}}, "spec.engine.tensorParallelSize"),
+        ({"engine": {"quantization": "int3"}}, "spec.engine.quantization"),
+        ({"engine": {"gpuMemoryUtilization": 1.5}}, "spec.engine.gpuMemoryUtilization"),
+        ({"engine": {"maxModelLen": 0}}, "spec.engine.maxModelLen"),
+        ({"enginee": {}}, "spec.enginee"),
+        ({"model": {"uri": "ftp://x/y"}}, "spec.model.uri"),
+        ({"model": {}}, "spec.model.uri"),
+        ({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "spec.autoscaling.minReplicas"),
+        ({"autoscaling": {"minReplicas": 0, "maxReplicas": 2}}, "spec.autoscaling.minReplicas"),
+        (
+            {"autoscaling": {"maxReplicas": 2, "provider": "keda"}},
+            "spec.autoscaling.prometheusAddress",
+        ),
+        ({"autoscaling": {"minReplicas": 1}}, "spec.autoscaling.maxReplicas"),
+        ({"adapters": [{"name": "a", "uri": "s3://bucket/x"}]}, "spec.adapters[0].uri"),
+        (
+            {"adapters": [{"name": "a", "uri": "hf://o/a"}, {"name": "a", "uri": "hf://o/b"}]},
+            "spec.adapters",
+        ),
+        ({"cache": {"size": "10Gi", "persistentVolumeClaim": "c"}}, "spec.cache"),
+        ({"cache": {"size": "lots"}}, "spec.cache.size"),
+        ({"replicas": -1}, "spec.replicas"),
+        ({"imagePullPolicy": "Sometimes"}, "spec.imagePullPolicy"),
+    ],
+)
+def test_invalid_specs_raise_spec_error_naming_the_field(fields, field):
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec_with(**fields))
+    assert info.value.field == field
+    assert str(info.value).startswith(field + ": ")
+
+
+def test_spec_that_is_not_an_object_is_rejected():
+    with pytest.raises(SpecError) as info:
+        parse_spec({"apiVersion": "modelplane.io/v1alpha1", "kind": "ModelDeployment", "spec": []})
+    assert info.value.field == "spec"
+
+
+def test_keda_allows_scale_to_zero():
+    spec = parse_spec(
+        spec_with(
+            autoscaling={
+                "minReplicas": 0,
+                "maxReplicas": 4,
+                "provider": "keda",
+                "prometheusAddress": "http://prometheus.monitoring:9090",
+            }
+        )
+    )
+    assert spec.autoscaling is not None and spec.autoscaling.min_replicas == 0

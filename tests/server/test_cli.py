@@ -1,0 +1,193 @@
+"""Flags and environment -> ServerSettings (no engine is started)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from modelplane.server import cli
+from modelplane.server.default_model import (
+    DEFAULT_SERVED_MODEL_NAME,
+    default_model_dir,
+    is_prepared,
+)
+from modelplane.server.settings import ApiKey, parse_api_key_lines
+
+
+@pytest.fixture(scope="module")
+def parser() -> argparse.ArgumentParser:
+    return cli.build_parser()
+
+
+def test_vllm_engine_flags_pass_through_with_vllm_names() -> None:
+    args = cli.parse_args(
+        [
+            "--model", "/models/x",
+            "--tensor-parallel-size", "2",
+            "--pipeline-parallel-size", "2",
+            "--max-model-len", "4096",
+            "--gpu-memory-utilization", "0.8",
+            "--dtype", "float16",
+            "--kv-cache-dtype", "fp8",
+            "--quantization", "awq",
+            "--enable-prefix-caching",
+            "--enable-lora",
+            "--lora-modules", "sql=/loras/sql", "chat=/loras/chat",
+        ],
+        {},
+    )  # fmt: skip
+    assert args.model == "/models/x"
+    assert args.tensor_parallel_size == 2
+    assert args.pipeline_parallel_size == 2
+    assert args.max_model_len == 4096
+    assert args.gpu_memory_utilization == 0.8
+    assert args.dtype == "float16"
+    assert args.kv_cache_dtype == "fp8"
+    assert args.quantization == "awq"
+    assert args.enable_prefix_caching is True
+    assert args.enable_lora is True
+    assert cli.parse_lora_modules(args.lora_modules) == [
+        cli.LoRAModule("sql", "/loras/sql"),
+        cli.LoRAModule("chat", "/loras/chat"),
+    ]
+
+
+def test_server_flags_and_several_served_model_names() -> None:
+    args = cli.parse_args(
+        [
+            "--host", "127.0.0.1",
+            "--port", "9001",
+            "--served-model-name", "llama", "llama-3",
+            "--max-concurrent-requests", "8",
+            "--max-queued-requests", "16",
+            "--drain-timeout", "12.5",
+            "--log-requests",
+        ],
+        {},
+    )  # fmt: skip
+    assert (args.host, args.port) == ("127.0.0.1", 9001)
+    assert args.served_model_name == ["llama", "llama-3"]
+    assert (args.max_concurrent_requests, args.max_queued_requests) == (8, 16)
+    assert args.drain_timeout == 12.5
+    assert args.log_requests is True
+
+
+def test_every_flag_reads_its_modelplane_env_var() -> None:
+    env = {
+        "MODELPLANE_PORT": "9100",
+        "MODELPLANE_MAX_MODEL_LEN": "2048",
+        "MODELPLANE_TENSOR_PARALLEL_SIZE": "4",
+        "MODELPLANE_ENFORCE_EAGER": "true",
+        "MODELPLANE_ENABLE_PREFIX_CACHING": "false",
+        "MODELPLANE_SERVED_MODEL_NAME": "a b",
+        "MODELPLANE_API_KEY": "ci:sk-1,sk-2",
+        "MODELPLANE_LORA_MODULES": "sql=/loras/sql",
+        "MODELPLANE_LOG_FORMAT": "json",
+    }
+    args = cli.parse_args([], env)
+    assert args.port == 9100
+    assert args.max_model_len == 2048
+    assert args.tensor_parallel_size == 4
+    assert args.enforce_eager is True
+    assert args.enable_prefix_caching is False
+    assert args.served_model_name == ["a", "b"]
+    assert args.api_key == ["ci:sk-1", "sk-2"]
+    assert args.lora_modules == ["sql=/loras/sql"]
+    assert args.log_format == "json"
+
+
+def test_command_line_wins_over_env() -> None:
+    env = {"MODELPLANE_PORT": "9100", "MODELPLANE_SERVED_MODEL_NAME": "from-env"}
+    args = cli.parse_args(["--port=9200", "--served-model-name", "from-flag"], env)
+    assert args.port == 9200
+    assert args.served_model_name == ["from-flag"]
+
+
+def test_env_var_names_follow_the_flag(parser: argparse.ArgumentParser) -> None:
+    assert cli.env_var_name("--max-model-len") == "MODELPLANE_MAX_MODEL_LEN"
+    names = {cli.env_var_name(o) for a in parser._actions for o in a.option_strings}
+    # MODELPLANE_CACHE is the model cache directory, not a flag.
+    assert "MODELPLANE_CACHE" not in names
+
+
+def test_bad_boolean_env_value_is_rejected() -> None:
+    with pytest.raises(SystemExit):
+        cli.parse_args([], {"MODELPLANE_ENFORCE_EAGER": "maybe"})
+
+
+def test_api_key_file_with_names_bare_keys_and_comments(tmp_path: Path) -> None:
+    key_file = tmp_path / "keys"
+    key_file.write_text("# team keys\nalice:sk-a\n\n  bob : sk-b  \nsk-bare\n")
+    keys = cli.load_api_keys(["ci:sk-ci"], str(key_file))
+    assert [k.name for k in keys] == ["ci", "alice", "bob", "keys:5"]
+    assert [k.key for k in keys] == ["sk-ci", "sk-a", "sk-b", "sk-bare"]
+
+
+def test_duplicate_api_keys_are_refused() -> None:
+    with pytest.raises(ValueError, match="duplicates"):
+        cli.load_api_keys(["a:sk-1", "b:sk-1"], None)
+
+
+def test_malformed_key_line_names_the_line() -> None:
+    with pytest.raises(ValueError, match="keys:2"):
+        parse_api_key_lines("a:sk-1\nbob:\n", source="keys")
+
+
+def test_api_key_repr_hides_the_key() -> None:
+    assert "sk-secret" not in repr(ApiKey("alice", "sk-secret"))
+
+
+def test_lora_modules_accept_vllm_json_form() -> None:
+    modules = cli.parse_lora_modules(['{"name": "sql", "path": "/loras/sql"}'])
+    assert modules == [cli.LoRAModule("sql", "/loras/sql")]
+    with pytest.raises(SystemExit):
+        cli.parse_lora_modules(["no-path"])
+
+
+def test_cpu_defaults_size_the_kv_cache_only_when_unset() -> None:
+    assert cli.cpu_defaults({}, 24 * 2**30) == {"VLLM_CPU_KVCACHE_SPACE": "3"}
+    assert cli.cpu_defaults({}, 4 * 2**30) == {"VLLM_CPU_KVCACHE_SPACE": "1"}
+    assert cli.cpu_defaults({}, 256 * 2**30) == {"VLLM_CPU_KVCACHE_SPACE": "4"}
+    assert cli.cpu_defaults({"VLLM_CPU_KVCACHE_SPACE": "8"}, 24 * 2**30) == {}
+
+
+def test_settings_for_an_explicit_model_serve_it_under_its_path() -> None:
+    settings = cli.build_settings(
+        cli.parse_args(["--model", "/models/x", "--max-model-len", "1024"], {})
+    )
+    assert settings.served_model_names == ["/models/x"]
+    assert settings.engine_args.model == "/models/x"
+    assert settings.engine_args.max_model_len == 1024
+    assert settings.engine_args.served_model_name == ["/models/x"]
+    assert settings.api_keys == []
+
+
+def test_log_requests_turns_on_vllm_request_logging() -> None:
+    settings = cli.build_settings(cli.parse_args(["--model", "/m", "--log-requests"], {}))
+    assert settings.log_requests is True
+    assert settings.engine_args.enable_log_requests is True
+
+
+@pytest.mark.skipif(
+    not is_prepared(default_model_dir()),
+    reason="bundled model not converted yet (make model)",
+)
+def test_no_model_serves_the_bundled_model() -> None:
+    settings = cli.build_settings(cli.parse_args([], {}))
+    assert settings.served_model_names == [DEFAULT_SERVED_MODEL_NAME]
+    assert Path(settings.engine_args.model).is_dir()
+
+
+def test_ssl_files_must_exist_and_come_in_pairs(tmp_path: Path) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x")
+    with pytest.raises(SystemExit):
+        cli.build_settings(cli.parse_args(["--model", "/m", "--ssl-certfile", str(cert)], {}))
+    with pytest.raises(SystemExit):
+        cli.build_settings(
+            cli.parse_args(
+                ["--model", "/m", "--ssl-certfile", str(cert), "--ssl-keyfile", "/nope"], {}
+            )
+        )

@@ -1,0 +1,112 @@
+"""Every error in OpenAI's shape: 400 (not 422) for bad JSON and fields, 404s, 405, 503."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from modelplane.server.app import parse_request, validation_param
+from modelplane.server.errors import InvalidRequest
+from modelplane.server.protocol import ChatCompletionRequest
+
+MODEL = "smollm2-135m-instruct"
+HI = [{"role": "user", "content": "Hi"}]
+
+
+def assert_openai_error(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert "Traceback" not in error["message"]
+    return error
+
+
+def test_validation_param_names_the_field_path() -> None:
+    assert validation_param(("temperature",)) == "temperature"
+    assert validation_param(("body", "messages", 0, "content")) == "messages[0].content"
+    assert validation_param(()) is None
+
+
+def test_parse_request_maps_bad_json_and_fields_to_invalid_request() -> None:
+    with pytest.raises(InvalidRequest):
+        parse_request(b"{nope", ChatCompletionRequest)
+    with pytest.raises(InvalidRequest, match="JSON object"):
+        parse_request(b"[1, 2]", ChatCompletionRequest)
+    with pytest.raises(InvalidRequest) as caught:
+        parse_request(
+            b'{"model": "m", "messages": [], "temperature": "hot"}', ChatCompletionRequest
+        )
+    assert caught.value.param == "temperature"
+
+
+async def test_generation_while_loading_is_503(loading_app: httpx.AsyncClient) -> None:
+    response = await loading_app.post("/v1/chat/completions", json={"model": MODEL, "messages": HI})
+    error = response.json()["error"]
+    assert response.status_code == 503
+    assert error["type"] == "service_unavailable"
+    assert (await loading_app.get("/v1/models")).status_code == 503
+
+
+async def test_unknown_route_is_404_in_shape_in_process(loading_app: httpx.AsyncClient) -> None:
+    response = await loading_app.get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.slow
+def test_malformed_json_is_400_not_422(http: httpx.Client) -> None:
+    response = http.post(
+        "/v1/chat/completions",
+        content=b'{"model": "smollm2-135m-instruct", "messages": [',
+        headers={"content-type": "application/json"},
+    )
+    error = assert_openai_error(response, 400)
+    assert error["type"] == "invalid_request_error"
+    assert "JSON" in str(error["message"])
+
+
+@pytest.mark.slow
+def test_body_that_is_not_an_object_is_400(http: httpx.Client) -> None:
+    assert_openai_error(http.post("/v1/completions", json=["a", "b"]), 400)
+
+
+@pytest.mark.slow
+def test_bad_field_is_400_with_param(http: httpx.Client) -> None:
+    response = http.post(
+        "/v1/chat/completions", json={"model": MODEL, "messages": HI, "temperature": "hot"}
+    )
+    error = assert_openai_error(response, 400)
+    assert error["param"] == "temperature"
+
+
+@pytest.mark.slow
+def test_missing_required_field_is_400_with_param(http: httpx.Client) -> None:
+    error = assert_openai_error(http.post("/v1/chat/completions", json={"model": MODEL}), 400)
+    assert error["param"] == "messages"
+
+
+@pytest.mark.slow
+def test_sdk_sees_bad_request_error(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=MODEL, messages=HI, temperature=-1)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_unknown_model_is_404_model_not_found(http: httpx.Client) -> None:
+    response = http.post("/v1/chat/completions", json={"model": "no-such-model", "messages": HI})
+    error = assert_openai_error(response, 404)
+    assert error["code"] == "model_not_found"
+    assert error["param"] == "model"
+
+
+@pytest.mark.slow
+def test_unknown_route_is_404_in_openai_shape(http: httpx.Client) -> None:
+    error = assert_openai_error(http.get("/v1/does-not-exist"), 404)
+    assert error["code"] == "not_found"
+
+
+@pytest.mark.slow
+def test_wrong_method_is_405_in_openai_shape(http: httpx.Client) -> None:
+    assert_openai_error(http.get("/v1/chat/completions"), 405)

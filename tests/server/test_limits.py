@@ -1,0 +1,148 @@
+"""Admission control: N requests at once, M waiting, 429 with Retry-After beyond that."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from server_harness import RunningServer, metric_value, start_server
+
+from modelplane.server.errors import RateLimited
+from modelplane.server.limits import ConcurrencyLimiter
+
+
+async def test_requests_beyond_the_limit_wait_in_fifo_order() -> None:
+    limiter = ConcurrencyLimiter(max_concurrent=1, max_queued=2)
+    await limiter.acquire()
+    order: list[str] = []
+
+    async def waiter(name: str) -> None:
+        async with limiter.slot():
+            order.append(name)
+
+    tasks = [asyncio.create_task(waiter("first")), asyncio.create_task(waiter("second"))]
+    await asyncio.sleep(0)
+    assert (limiter.active, limiter.queued) == (1, 2)
+    limiter.release()
+    await asyncio.gather(*tasks)
+    assert order == ["first", "second"]
+    assert (limiter.active, limiter.queued) == (0, 0)
+
+
+async def test_full_queue_raises_rate_limited_with_retry_after() -> None:
+    limiter = ConcurrencyLimiter(max_concurrent=2, max_queued=1)
+    await limiter.acquire()
+    await limiter.acquire()
+    queued = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    with pytest.raises(RateLimited) as caught:
+        await limiter.acquire()
+    assert caught.value.status_code == 429
+    assert caught.value.headers() == {"Retry-After": "1"}
+    queued.cancel()
+
+
+async def test_zero_queue_refuses_at_once_when_busy() -> None:
+    limiter = ConcurrencyLimiter(max_concurrent=1, max_queued=0)
+    await limiter.acquire()
+    with pytest.raises(RateLimited):
+        await limiter.acquire()
+
+
+async def test_cancelled_waiter_leaves_the_queue_and_frees_nothing() -> None:
+    limiter = ConcurrencyLimiter(max_concurrent=1, max_queued=1)
+    await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert (limiter.active, limiter.queued) == (1, 0)
+    limiter.release()
+    assert limiter.active == 0
+
+
+async def test_zero_max_concurrent_means_no_limit() -> None:
+    limiter = ConcurrencyLimiter(max_concurrent=0, max_queued=0)
+    for _ in range(100):
+        await limiter.acquire()
+    assert limiter.active == 100
+
+
+# --- end to end: a server with one slot and one queue place ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """Its key comes from MODELPLANE_API_KEY, which checks env-configured keys end to end."""
+    running = start_server(
+        Path(tmp_path_factory.mktemp("tiny-server")),
+        ["--max-concurrent-requests", "1", "--max-queued-requests", "1", "--max-model-len", "1024"],
+        env={"MODELPLANE_API_KEY": "ci:sk-ci-tiny"},
+    )
+    running.keys = {"ci": "sk-ci-tiny"}
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+LONG_STREAM = {
+    "model": "smollm2-135m-instruct",
+    "prompt": "Once upon a time",
+    "max_tokens": 400,
+    "ignore_eos": True,
+    "stream": True,
+}
+
+
+async def wait_for_in_flight(http: httpx.AsyncClient, expected: float, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = (await http.get("/metrics")).text
+        if metric_value(text, "modelplane_requests_in_flight") == expected:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"modelplane_requests_in_flight never reached {expected}")
+
+
+@pytest.mark.slow
+async def test_full_queue_is_429_with_retry_after_in_openai_shape(
+    tiny_server: RunningServer,
+) -> None:
+    headers = {"Authorization": "Bearer sk-ci-tiny"}
+    async with httpx.AsyncClient(
+        base_url=tiny_server.base_url, headers=headers, timeout=120
+    ) as http:
+        # The one slot: a long stream, holding it until we close it.
+        async with http.stream("POST", "/v1/completions", json=LONG_STREAM) as running:
+            assert running.status_code == 200
+            await anext(running.aiter_bytes())
+            # The one queue place.
+            queued = asyncio.create_task(
+                http.post(
+                    "/v1/completions",
+                    json={"model": "smollm2-135m-instruct", "prompt": "Hi", "max_tokens": 2},
+                )
+            )
+            await wait_for_in_flight(http, 2)
+            refused = await http.post(
+                "/v1/completions",
+                json={"model": "smollm2-135m-instruct", "prompt": "Hi", "max_tokens": 2},
+            )
+            assert refused.status_code == 429
+            assert int(refused.headers["retry-after"]) >= 1
+            assert refused.headers["x-request-id"]
+            error = refused.json()["error"]
+            assert error["type"] == "rate_limit_error"
+            assert error["code"] == "rate_limit_exceeded"
+            assert set(error) == {"message", "type", "param", "code"}
+        # Closing the stream frees the slot for the queued request.
+        served = await queued
+        assert served.status_code == 200
+        assert served.json()["usage"]["completion_tokens"] == 2
+        await wait_for_in_flight(http, 0)
