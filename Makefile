@@ -73,6 +73,7 @@ bench: model ## Benchmark modelplane against vLLM's own server and the raw engin
 crds: $(INSTALLED) ## Regenerate the CRD YAML from the typed spec
 	$(PY) -m modelplane.operator.crd > crds/modelplane.io_modeldeployments.yaml
 	cp crds/modelplane.io_modeldeployments.yaml charts/modelplane/crds/
+	$(PY) tools/crd_reference.py
 
 # Images and the helm release (`make images deploy IMAGE_REGISTRY=registry.example.com/ml`).
 IMAGE_REGISTRY ?= ghcr.io/modelplane

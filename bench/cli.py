@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
+import sys
 from collections.abc import Sequence
 
 from bench.config import SYSTEMS, BenchConfig, parse_config
@@ -24,6 +26,8 @@ async def run_serving(config: BenchConfig) -> SystemResults:
 
 def main(argv: Sequence[str] | None = None) -> None:
     config = parse_config(argv)
+    # SIGTERM (timeout, CI) unwinds like Ctrl-C, so engines, servers and the operator stop too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     serving = [s for s in config.systems if s in SYSTEMS]
     operator_results = None
     if "operator" in config.systems:

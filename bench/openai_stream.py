@@ -47,5 +47,5 @@ async def stream_chat(
         timing.finished_at = time.perf_counter()
         timing.output_tokens = usage_tokens if usage_tokens is not None else chunks_with_text
     except Exception as exc:  # any failure is one error of the level, never a crash
-        timing.error = f"{type(exc).__name__}: {exc}"
+        timing.error = describe_error(exc)
     return check_output_length(timing, max_tokens)

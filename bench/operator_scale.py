@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from bench.runner import log
 from bench.servers import free_port, stop_process_group
 
 NAMESPACE = "default"
@@ -86,11 +87,20 @@ def names_in(client: httpx.Client, path: str) -> set[str]:
 
 
 def wait_for_children(client: httpx.Client, names: set[str], timeout_s: float) -> bool:
+    """Poll the list endpoints; twice a second is precise enough and keeps the API unloaded."""
     deadline = time.monotonic() + timeout_s
+    last_report = time.monotonic()
     while time.monotonic() < deadline:
-        if names <= names_in(client, DEPLOYMENTS) and names <= names_in(client, SERVICES):
+        deployments = names & names_in(client, DEPLOYMENTS)
+        services = names & names_in(client, SERVICES)
+        if len(deployments) == len(services) == len(names):
             return True
-        time.sleep(0.1)
+        if time.monotonic() - last_report > 10:
+            log(
+                f"operator: {len(deployments)} Deployments, {len(services)} Services of {len(names)}"
+            )
+            last_report = time.monotonic()
+        time.sleep(0.5)
     return False
 
 

@@ -28,6 +28,7 @@ import datetime
 import itertools
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -76,19 +77,45 @@ def _now() -> str:
 
 
 class StampingEmulator(kmock.KubernetesEmulator):
-    """kmock's emulator plus the metadata a real API server stamps on every write."""
+    """kmock's emulator plus the metadata a real API server stamps on every write.
 
+    kmock matches each request against its reactions by scanning the whole request log, so a
+    request costs O(requests so far); only the in-flight requests and the last
+    `REQUEST_HISTORY` are kept (enough for assertions, and 200 ModelDeployments stay fast).
+    """
+
+    REQUEST_HISTORY = 8
     _versions = itertools.count(1)
+    _inflight: set[kmock.Request]
+
+    @property
+    def created_at(self) -> dict[tuple[str, str | None, str], float]:
+        """time.monotonic() when each object's create request arrived, by (plural, namespace, name).
+
+        Latency without polling: created_at[("deployments", ns, n)] - created_at[("modeldeployments", ns, n)].
+        """
+        return self.__dict__.setdefault("_created_at", {})  # type: ignore[no-any-return]
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
-        if request.resource is not None:
-            if request.action == enums.action.CREATE and isinstance(request.data, dict):
-                self._stamp_create(request)
-            elif request.action == enums.action.UPDATE and request.data is not None:
-                self._stamp_update(request)
-        return await super()._handle(request)
+        inflight = self.__dict__.setdefault("_inflight", set())
+        inflight.add(request)
+        recent = self._requests[-self.REQUEST_HISTORY :]
+        recent_ids = {id(r) for r in recent}
+        self._requests[:] = [
+            r for r in self._requests if r in inflight and id(r) not in recent_ids
+        ] + recent
+        try:
+            if request.resource is not None:
+                if request.action == enums.action.CREATE and isinstance(request.data, dict):
+                    self._stamp_create(request)
+                elif request.action == enums.action.UPDATE and request.data is not None:
+                    self._stamp_update(request)
+            return await super()._handle(request)
+        finally:
+            inflight.discard(request)
 
     def _stamp_create(self, request: kmock.Request) -> None:
+        arrived = time.monotonic()
         meta = request.data.setdefault("metadata", {})
         if request.namespace and not meta.get("namespace"):
             meta["namespace"] = request.namespace
@@ -96,6 +123,10 @@ class StampingEmulator(kmock.KubernetesEmulator):
         meta["resourceVersion"] = str(next(self._versions))
         meta["generation"] = 1
         meta.setdefault("creationTimestamp", _now())
+        plural = request.resource.plural if request.resource is not None else ""
+        self.created_at.setdefault(
+            (str(plural), meta.get("namespace"), str(meta.get("name"))), arrived
+        )
 
     def _stamp_update(self, request: kmock.Request) -> None:
         key = (request.resource, request.namespace, request.name)

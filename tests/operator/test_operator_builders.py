@@ -25,7 +25,10 @@ def pod(spec: dict) -> dict:
 
 
 MINIMAL = {"model": {"uri": "hf://Qwen/Qwen3-8B"}}
-TP2 = {"model": {"uri": "hf://Qwen/Qwen3-32B"}, "engine": {"tensorParallelSize": 2, "pipelineParallelSize": 2}}
+TP2 = {
+    "model": {"uri": "hf://Qwen/Qwen3-32B"},
+    "engine": {"tensorParallelSize": 2, "pipelineParallelSize": 2},
+}
 
 
 def test_children_carry_owner_reference_and_standard_labels():
@@ -74,7 +77,10 @@ def test_shm_volume_only_when_parallel():
 
 
 def test_cpu_only_spec_has_no_gpu_limit_nor_toleration():
-    spec = {**MINIMAL, "resources": {"gpu": {"count": 0}, "requests": {"cpu": "2", "memory": "8Gi"}}}
+    spec = {
+        **MINIMAL,
+        "resources": {"gpu": {"count": 0}, "requests": {"cpu": "2", "memory": "8Gi"}},
+    }
     c = container(spec)
     assert "limits" not in c["resources"]
     assert c["resources"]["requests"] == {"cpu": "2", "memory": "8Gi"}
@@ -124,7 +130,10 @@ def test_scrape_annotations_and_pod_annotations():
 
 def test_rollout_never_surges_past_the_gpus_it_has():
     strategy = deployment(MINIMAL)["spec"]["strategy"]
-    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    assert strategy == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+    }
 
 
 def test_replicas_set_without_autoscaling_and_left_to_the_autoscaler_with_it():
@@ -134,7 +143,10 @@ def test_replicas_set_without_autoscaling_and_left_to_the_autoscaler_with_it():
 
 def test_hf_model_cache_and_token():
     spec = {
-        "model": {"uri": "hf://meta-llama/Llama-3.1-8B", "hfTokenSecretRef": {"name": "hf", "key": "token"}}
+        "model": {
+            "uri": "hf://meta-llama/Llama-3.1-8B",
+            "hfTokenSecretRef": {"name": "hf", "key": "token"},
+        }
     }
     c = container(spec)
     env = {e["name"]: e for e in c["env"]}
@@ -152,7 +164,9 @@ def test_pvc_model_is_mounted_read_only():
         "name": "model",
         "persistentVolumeClaim": {"claimName": "weights", "readOnly": True},
     } in pod(spec)["volumes"]
-    assert {"name": "model", "mountPath": "/models", "readOnly": True} in container(spec)["volumeMounts"]
+    assert {"name": "model", "mountPath": "/models", "readOnly": True} in container(spec)[
+        "volumeMounts"
+    ]
     assert "/models/qwen3-8b" in container(spec)["args"]
 
 
@@ -204,10 +218,19 @@ def test_service_is_cluster_ip_on_port_8000_named_http():
 
 
 def test_hpa_scales_the_deployment_on_in_flight_requests():
-    spec = parse_spec({**MINIMAL, "autoscaling": {"minReplicas": 2, "maxReplicas": 6, "targetInFlightRequests": 24}})
+    spec = parse_spec(
+        {
+            **MINIMAL,
+            "autoscaling": {"minReplicas": 2, "maxReplicas": 6, "targetInFlightRequests": 24},
+        }
+    )
     hpa = build_hpa(OWNER, spec)
     assert hpa["apiVersion"] == "autoscaling/v2"
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "qwen3-8b"}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "qwen3-8b",
+    }
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
     assert hpa["spec"]["metrics"] == [
         {
@@ -243,7 +266,12 @@ def test_keda_scaled_object_with_prometheus_trigger_and_scale_to_zero():
     assert 'namespace="ml"' in trigger["metadata"]["query"]
     assert trigger["metadata"]["threshold"] == "16"
     plan = plan_children(OWNER, spec, default_image=IMAGE)
-    assert [m["kind"] for m in plan.apply] == ["Deployment", "Service", "ScaledObject", "PodDisruptionBudget"]
+    assert [m["kind"] for m in plan.apply] == [
+        "Deployment",
+        "Service",
+        "ScaledObject",
+        "PodDisruptionBudget",
+    ]
     assert ChildRef("autoscaling/v2", "HorizontalPodAutoscaler", "qwen3-8b") in plan.delete
 
 
@@ -254,14 +282,21 @@ def test_pdb_only_when_more_than_one_replica_can_exist():
     assert not wants_pdb(parse_spec({**MINIMAL, "autoscaling": {"maxReplicas": 1}}))
     pdb = next(
         m
-        for m in plan_children(OWNER, parse_spec({**MINIMAL, "replicas": 2}), default_image=IMAGE).apply
+        for m in plan_children(
+            OWNER, parse_spec({**MINIMAL, "replicas": 2}), default_image=IMAGE
+        ).apply
         if m["kind"] == "PodDisruptionBudget"
     )
     assert pdb["spec"]["maxUnavailable"] == 1
 
 
 def test_service_monitor_only_when_asked_and_available():
-    asked = parse_spec({**MINIMAL, "monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}})
+    asked = parse_spec(
+        {
+            **MINIMAL,
+            "monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+        }
+    )
     kinds = [m["kind"] for m in plan_children(OWNER, asked, default_image=IMAGE).apply]
     assert "ServiceMonitor" not in kinds
     plan = plan_children(OWNER, asked, default_image=IMAGE, service_monitor_available=True)
@@ -278,7 +313,9 @@ def test_spec_hash_changes_with_the_spec():
 
 
 def test_builders_copy_user_fragments():
-    user_tolerations = [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}]
+    user_tolerations = [
+        {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}
+    ]
     spec = parse_spec({**MINIMAL, "tolerations": user_tolerations})
     built = build_deployment(OWNER, spec, default_image=IMAGE)
     built["spec"]["template"]["spec"]["tolerations"][1]["value"] = "changed"

@@ -35,8 +35,12 @@ def test_tensor_and_pipeline_parallel_sizes():
 def test_quantization_and_engine_tuning_flags():
     args = flags(
         {
-            "model": {"uri": "hf://Qwen/Qwen3-8B-AWQ", "servedModelName": "qwen3", "revision": "main",
-                      "tokenizer": "Qwen/Qwen3-8B"},
+            "model": {
+                "uri": "hf://Qwen/Qwen3-8B-AWQ",
+                "servedModelName": "qwen3",
+                "revision": "main",
+                "tokenizer": "Qwen/Qwen3-8B",
+            },
             "engine": {
                 "quantization": "awq",
                 "dtype": "half",
@@ -93,7 +97,9 @@ def test_lora_adapters_become_lora_modules():
 
 def test_api_key_file_flag_only_with_a_secret():
     assert "--api-key-file" not in flags({"model": {"uri": "hf://o/m"}})
-    args = flags({"model": {"uri": "hf://o/m"}, "auth": {"apiKeySecretRef": {"name": "k", "key": "keys"}}})
+    args = flags(
+        {"model": {"uri": "hf://o/m"}, "auth": {"apiKeySecretRef": {"name": "k", "key": "keys"}}}
+    )
     assert value_of(args, "--api-key-file") == "/etc/modelplane/auth/api-keys"
 
 

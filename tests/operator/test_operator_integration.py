@@ -59,6 +59,7 @@ class Cluster:
 
     def __init__(self, emulator: Emulator) -> None:
         self.http = httpx.Client(base_url=emulator.server_url, timeout=10)
+        self.emulator = emulator.emulator
 
     def get(self, path: str) -> dict[str, Any] | None:
         response = self.http.get(path)
@@ -117,7 +118,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             cluster.liveness_url = f"http://127.0.0.1:{liveness}/healthz"  # type: ignore[attr-defined]
             cluster.metrics_url = f"http://127.0.0.1:{metrics}/metrics"  # type: ignore[attr-defined]
             # Ready when it reconciles: a first ModelDeployment gets its Deployment.
-            cluster.create_md("warmup", {"model": {"uri": "hf://HuggingFaceTB/SmolLM2-135M-Instruct"}})
+            cluster.create_md(
+                "warmup", {"model": {"uri": "hf://HuggingFaceTB/SmolLM2-135M-Instruct"}}
+            )
             cluster.wait_get(f"{DEPLOYMENTS}/warmup", timeout=60)
             yield cluster
         finally:
@@ -142,7 +145,10 @@ def arg_after(args: list[str], flag: str) -> str:
 def test_create_makes_deployment_service_and_hpa(cluster: Cluster) -> None:
     md = cluster.create_md(
         "qwen3-8b",
-        {"model": {"uri": "hf://Qwen/Qwen3-8B"}, "autoscaling": {"minReplicas": 1, "maxReplicas": 4}},
+        {
+            "model": {"uri": "hf://Qwen/Qwen3-8B"},
+            "autoscaling": {"minReplicas": 1, "maxReplicas": 4},
+        },
     )
     uid = md["metadata"]["uid"]
     deployment = cluster.wait_get(f"{DEPLOYMENTS}/qwen3-8b")
@@ -170,7 +176,9 @@ def test_create_makes_deployment_service_and_hpa(cluster: Cluster) -> None:
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "modelplane_requests_in_flight"
 
     status = wait_for(
-        lambda: (s := cluster.md("qwen3-8b").get("status", {})).get("observedGeneration") == 1 and s,
+        lambda: (
+            (s := cluster.md("qwen3-8b").get("status", {})).get("observedGeneration") == 1 and s
+        ),
         what="a status for generation 1",
     )
     assert status["endpoint"] == f"http://qwen3-8b.{NS}.svc.cluster.local:8000/v1"
@@ -179,12 +187,16 @@ def test_create_makes_deployment_service_and_hpa(cluster: Cluster) -> None:
 
 
 def test_update_patches_the_deployment(cluster: Cluster) -> None:
-    cluster.create_md("llama", {"model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"}, "replicas": 1})
+    cluster.create_md(
+        "llama", {"model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"}, "replicas": 1}
+    )
     first = cluster.wait_get(f"{DEPLOYMENTS}/llama")
     assert "--tensor-parallel-size" not in container_of(first)["args"]
     assert first["spec"]["replicas"] == 1
 
-    cluster.patch(f"{MD_PATH}/llama", {"spec": {"engine": {"tensorParallelSize": 2}, "replicas": 2}})
+    cluster.patch(
+        f"{MD_PATH}/llama", {"spec": {"engine": {"tensorParallelSize": 2}, "replicas": 2}}
+    )
 
     def patched() -> dict[str, Any] | None:
         deployment = cluster.get(f"{DEPLOYMENTS}/llama")
@@ -221,7 +233,9 @@ def test_switching_to_keda_replaces_the_hpa_with_a_scaled_object(cluster: Cluste
     wait_for(lambda: cluster.get(f"{HPAS}/mistral") is None, what="the HPA to be deleted")
 
 
-def test_invalid_spec_sets_spec_valid_false_and_an_event_and_creates_nothing(cluster: Cluster) -> None:
+def test_invalid_spec_sets_spec_valid_false_and_an_event_and_creates_nothing(
+    cluster: Cluster,
+) -> None:
     cluster.create_md(
         "broken",
         {"model": {"uri": "hf://Qwen/Qwen3-32B"}, "engine": {"tensorParallelSize": 2},
@@ -241,7 +255,11 @@ def test_invalid_spec_sets_spec_valid_false_and_an_event_and_creates_nothing(clu
     def invalid_spec_event() -> dict[str, Any] | None:
         events = (cluster.get(EVENTS) or {}).get("items", [])
         return next(
-            (e for e in events if e.get("reason") == "InvalidSpec" and e["involvedObject"]["name"] == "broken"),
+            (
+                e
+                for e in events
+                if e.get("reason") == "InvalidSpec" and e["involvedObject"]["name"] == "broken"
+            ),
             None,
         )
 
@@ -262,7 +280,9 @@ def test_invalid_update_leaves_the_children_alone(cluster: Cluster) -> None:
     cluster.patch(f"{MD_PATH}/stable", {"spec": {"engine": {"quantization": "int3"}}})
     wait_for(
         lambda: any(
-            c["type"] == "SpecValid" and c["status"] == "False" and "spec.engine.quantization" in c["message"]
+            c["type"] == "SpecValid"
+            and c["status"] == "False"
+            and "spec.engine.quantization" in c["message"]
             for c in cluster.md("stable").get("status", {}).get("conditions", [])
         ),
         what="SpecValid=False for spec.engine.quantization",
@@ -280,12 +300,19 @@ def test_deleted_child_is_restored(cluster: Cluster) -> None:
     assert cluster.http.delete(f"{DEPLOYMENTS}/phi").status_code == 200
 
     restored = wait_for(
-        lambda: (s := cluster.get(f"{SERVICES}/phi")) and s["metadata"]["uid"] != service["metadata"]["uid"] and s,
+        lambda: (
+            (s := cluster.get(f"{SERVICES}/phi"))
+            and s["metadata"]["uid"] != service["metadata"]["uid"]
+            and s
+        ),
         what="the Service to be recreated",
     )
     assert restored["spec"]["ports"][0]["port"] == 8000
     wait_for(
-        lambda: (d := cluster.get(f"{DEPLOYMENTS}/phi")) and d["metadata"]["uid"] != deployment["metadata"]["uid"],
+        lambda: (
+            (d := cluster.get(f"{DEPLOYMENTS}/phi"))
+            and d["metadata"]["uid"] != deployment["metadata"]["uid"]
+        ),
         what="the Deployment to be recreated",
     )
 
@@ -315,27 +342,40 @@ def test_available_deployment_makes_the_model_deployment_ready(cluster: Cluster)
                 "updatedReplicas": 2,
                 "readyReplicas": 2,
                 "availableReplicas": 2,
-                "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}],
+                "conditions": [
+                    {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}
+                ],
             }
         },
     )
 
     def ready() -> dict[str, Any] | None:
         status = cluster.md("smollm2").get("status", {})
-        return status if status.get("phase") == "Ready" and status.get("observedGeneration") else None
+        return (
+            status if status.get("phase") == "Ready" and status.get("observedGeneration") else None
+        )
 
-    status = wait_for(ready, what="phase Ready", details=lambda: (cluster.md("smollm2"), cluster.get(f"{DEPLOYMENTS}/smollm2")))
+    status = wait_for(
+        ready,
+        what="phase Ready",
+        details=lambda: (cluster.md("smollm2"), cluster.get(f"{DEPLOYMENTS}/smollm2")),
+    )
     assert status["endpoint"] == f"http://smollm2.{NS}.svc.cluster.local:8000/v1"
     assert status["servedModelName"] == "smollm2-135m-instruct"
     assert status["observedGeneration"] == 1
     assert (status["replicas"], status["readyReplicas"]) == (2, 2)
-    assert status["selector"] == "app.kubernetes.io/name=modelplane-server,app.kubernetes.io/instance=smollm2"
+    assert (
+        status["selector"]
+        == "app.kubernetes.io/name=modelplane-server,app.kubernetes.io/instance=smollm2"
+    )
     ready_condition = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready_condition["status"] == "True"
     assert ready_condition["lastTransitionTime"].endswith("Z")
 
     # A pod goes away: Degraded.
-    cluster.patch(f"{DEPLOYMENTS}/smollm2/status", {"status": {"readyReplicas": 1, "availableReplicas": 1}})
+    cluster.patch(
+        f"{DEPLOYMENTS}/smollm2/status", {"status": {"readyReplicas": 1, "availableReplicas": 1}}
+    )
     wait_for(lambda: cluster.md("smollm2")["status"]["phase"] == "Degraded", what="phase Degraded")
 
 
@@ -347,18 +387,29 @@ def test_liveness_and_metrics_endpoints(cluster: Cluster) -> None:
 
 
 def test_create_to_deployment_latency(cluster: Cluster, record_property: Any) -> None:
-    """How long from a new ModelDeployment to its Deployment (reported; generous sanity bound)."""
+    """From a ModelDeployment's create request to its Deployment's, as the API server saw them.
+
+    Reported (not a speed target: those live in the benchmarks); the bound only proves the
+    operator reacts to watch events instead of polling.
+    """
+    emulator = cluster.emulator
     latencies = []
-    for index in range(20):
+    for index in range(10):
         name = f"latency-{index}"
-        started = time.perf_counter()
         cluster.create_md(name, {"model": {"uri": "hf://Qwen/Qwen3-8B"}})
-        while cluster.get(f"{DEPLOYMENTS}/{name}") is None:
-            time.sleep(0.002)
-        latencies.append(time.perf_counter() - started)
+        wait_for(
+            lambda n=name: ("deployments", NS, n) in emulator.created_at,
+            what=f"{name}'s Deployment",
+        )
+        latencies.append(
+            emulator.created_at[("deployments", NS, name)]
+            - emulator.created_at[("modeldeployments", NS, name)]
+        )
+        time.sleep(0.3)  # let its follow-up events settle: measure one creation, not a queue
     median = statistics.median(latencies)
-    p95 = sorted(latencies)[int(0.95 * len(latencies)) - 1]
-    record_property("create_to_deployment_median_s", round(median, 4))
-    record_property("create_to_deployment_p95_s", round(p95, 4))
-    print(f"create -> Deployment: median {median * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
-    assert median < 5.0
+    record_property("create_to_deployment_median_ms", round(median * 1000, 1))
+    record_property("create_to_deployment_max_ms", round(max(latencies) * 1000, 1))
+    print(
+        f"\ncreate -> Deployment: median {median * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
+    )
+    assert median < 2.0

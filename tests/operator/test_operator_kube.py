@@ -17,13 +17,24 @@ def test_resource_paths_for_core_grouped_and_custom_kinds():
 
 
 def test_contains_ignores_server_added_fields_and_quantity_formats():
-    desired = {"spec": {"replicas": 1, "template": {"containers": [{"name": "s", "resources": {"limits": {"nvidia.com/gpu": 2}}}]}}}
+    desired = {
+        "spec": {
+            "replicas": 1,
+            "template": {
+                "containers": [{"name": "s", "resources": {"limits": {"nvidia.com/gpu": 2}}}]
+            },
+        }
+    }
     live = {
         "metadata": {"uid": "u"},
         "spec": {
             "replicas": 1,
             "progressDeadlineSeconds": 600,
-            "template": {"containers": [{"name": "s", "resources": {"limits": {"nvidia.com/gpu": "2"}}, "tty": False}]},
+            "template": {
+                "containers": [
+                    {"name": "s", "resources": {"limits": {"nvidia.com/gpu": "2"}}, "tty": False}
+                ]
+            },
         },
     }
     assert contains(live, desired)

@@ -25,7 +25,10 @@ OWNER = Owner(name="qwen3-8b", namespace="ml", uid="3f1c2a9e-0000-4000-8000-0000
 EXAMPLES: dict[str, dict[str, Any]] = {
     "minimal": {"model": {"uri": "hf://Qwen/Qwen3-8B"}},
     "tp-pp-quantized-hpa": {
-        "model": {"uri": "hf://Qwen/Qwen3-32B-AWQ", "hfTokenSecretRef": {"name": "hf", "key": "token"}},
+        "model": {
+            "uri": "hf://Qwen/Qwen3-32B-AWQ",
+            "hfTokenSecretRef": {"name": "hf", "key": "token"},
+        },
         "engine": {
             "tensorParallelSize": 2,
             "pipelineParallelSize": 2,
@@ -51,7 +54,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "cache": {"size": "200Gi", "storageClassName": "fast-ssd"},
         "imagePullPolicy": "IfNotPresent",
         "nodeSelector": {"pool": "a100"},
-        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+        "tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}
+        ],
         "affinity": {
             "nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {
@@ -83,7 +88,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 def all_children() -> list[dict[str, Any]]:
     children = []
     for spec in EXAMPLES.values():
-        plan = plan_children(OWNER, parse_spec(spec), default_image="img:1", service_monitor_available=True)
+        plan = plan_children(
+            OWNER, parse_spec(spec), default_image="img:1", service_monitor_available=True
+        )
         children += plan.apply
     return children
 
@@ -153,7 +160,11 @@ def test_crd_names_subresources_and_printer_columns():
     generated = crd.build_crd()
     assert generated["metadata"]["name"] == "modeldeployments.modelplane.io"
     names = generated["spec"]["names"]
-    assert (names["kind"], names["plural"], names["shortNames"]) == ("ModelDeployment", "modeldeployments", ["md"])
+    assert (names["kind"], names["plural"], names["shortNames"]) == (
+        "ModelDeployment",
+        "modeldeployments",
+        ["md"],
+    )
     assert generated["spec"]["scope"] == "Namespaced"
     version = generated["spec"]["versions"][0]
     assert version["name"] == "v1alpha1"
@@ -182,7 +193,9 @@ def walk(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, An
 
 def test_crd_schema_is_structural_with_descriptions():
     for path, node in walk(crd_schema()):
-        assert ("$ref" not in node and "anyOf" not in node) or node.get("x-kubernetes-int-or-string"), path
+        assert ("$ref" not in node and "anyOf" not in node) or node.get(
+            "x-kubernetes-int-or-string"
+        ), path
         assert "type" in node or node.get("x-kubernetes-int-or-string"), path
         if path.startswith(".spec.") and not path.endswith(("[]", "{}")):
             assert node.get("description"), f"{path} has no description (kubectl explain)"
@@ -197,9 +210,14 @@ def test_crd_has_defaults_enums_and_bounds():
     assert "compressed-tensors" in engine["quantization"]["enum"]
     assert engine["gpuMemoryUtilization"]["exclusiveMinimum"] is True
     assert spec["replicas"]["default"] == 1
-    assert spec["resources"]["properties"]["gpu"]["properties"]["resourceName"]["default"] == "nvidia.com/gpu"
+    assert (
+        spec["resources"]["properties"]["gpu"]["properties"]["resourceName"]["default"]
+        == "nvidia.com/gpu"
+    )
     assert spec["autoscaling"]["properties"]["provider"]["enum"] == ["hpa", "keda"]
-    assert spec["resources"]["properties"]["requests"]["additionalProperties"]["x-kubernetes-int-or-string"]
+    assert spec["resources"]["properties"]["requests"]["additionalProperties"][
+        "x-kubernetes-int-or-string"
+    ]
 
 
 def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
@@ -246,10 +264,13 @@ def test_crd_schema_accepts_the_examples_after_defaulting(name):
 
 
 def repo_examples() -> list[Path]:
-    return sorted(p for p in (REPO / "examples").rglob("*.yaml") if "ModelDeployment" in p.read_text())
+    return sorted(
+        p for p in (REPO / "examples").rglob("*.yaml") if "ModelDeployment" in p.read_text()
+    )
 
 
 def test_repository_examples_pass_the_crd_schema_and_the_operator():
+    checked = 0
     for path in repo_examples():
         for doc in yaml.safe_load_all(path.read_text()):
             if not doc or doc.get("kind") != "ModelDeployment":
@@ -259,6 +280,8 @@ def test_repository_examples_pass_the_crd_schema_and_the_operator():
             openapi_validator().validate(obj)
             assert cel_failures(obj) == [], path
             parse_spec(obj)
+            checked += 1
+    assert checked >= 1, "examples/ holds no ModelDeployment"
 
 
 @pytest.mark.parametrize(
@@ -277,15 +300,32 @@ def test_crd_schema_rejects_bad_values(spec):
 
 
 CROSS_FIELD_CASES = [
-    {"model": {"uri": "hf://o/m"}, "engine": {"tensorParallelSize": 2}, "resources": {"gpu": {"count": 1}}},
-    {"model": {"uri": "hf://o/m"}, "engine": {"tensorParallelSize": 2}, "resources": {"gpu": {"count": 2}}},
-    {"model": {"uri": "hf://o/m"}, "engine": {"pipelineParallelSize": 2}, "resources": {"gpu": {"count": 0}}},
+    {
+        "model": {"uri": "hf://o/m"},
+        "engine": {"tensorParallelSize": 2},
+        "resources": {"gpu": {"count": 1}},
+    },
+    {
+        "model": {"uri": "hf://o/m"},
+        "engine": {"tensorParallelSize": 2},
+        "resources": {"gpu": {"count": 2}},
+    },
+    {
+        "model": {"uri": "hf://o/m"},
+        "engine": {"pipelineParallelSize": 2},
+        "resources": {"gpu": {"count": 0}},
+    },
     {"model": {"uri": "hf://o/m"}, "autoscaling": {"minReplicas": 3, "maxReplicas": 2}},
     {"model": {"uri": "hf://o/m"}, "autoscaling": {"minReplicas": 0, "maxReplicas": 2}},
     {"model": {"uri": "hf://o/m"}, "autoscaling": {"maxReplicas": 2, "provider": "keda"}},
     {
         "model": {"uri": "hf://o/m"},
-        "autoscaling": {"minReplicas": 0, "maxReplicas": 2, "provider": "keda", "prometheusAddress": "http://p:9090"},
+        "autoscaling": {
+            "minReplicas": 0,
+            "maxReplicas": 2,
+            "provider": "keda",
+            "prometheusAddress": "http://p:9090",
+        },
     },
     {"model": {"uri": "hf://o/m"}, "cache": {"size": "1Gi", "persistentVolumeClaim": "c"}},
 ]
@@ -307,7 +347,11 @@ def test_cel_rules_and_the_operator_agree(spec):
 
 
 def test_every_cross_field_rule_is_in_the_crd():
-    rules = [r["rule"] for _, node in walk(crd_schema()) for r in node.get("x-kubernetes-validations", [])]
+    rules = [
+        r["rule"]
+        for _, node in walk(crd_schema())
+        for r in node.get("x-kubernetes-validations", [])
+    ]
     for rule in CROSS_FIELD_RULES:
         if rule.cel is not None:
             assert rule.cel in rules

@@ -97,3 +97,24 @@ def test_keda_allows_scale_to_zero():
         )
     )
     assert spec.autoscaling is not None and spec.autoscaling.min_replicas == 0
+
+
+def test_uri_errors_say_which_schemes_work():
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec_with(model={"uri": "ftp://x/y"}))
+    assert info.value.message.startswith(
+        "must be hf://org/name, pvc://claim/path, s3://bucket/prefix or file:///path"
+    )
+    assert "ftp://x/y" in info.value.message
+
+
+def test_object_without_spec_is_rejected():
+    with pytest.raises(SpecError) as info:
+        parse_spec(
+            {
+                "apiVersion": "modelplane.io/v1alpha1",
+                "kind": "ModelDeployment",
+                "metadata": {"name": "x"},
+            }
+        )
+    assert (info.value.field, info.value.message) == ("spec", "is required")

@@ -65,7 +65,14 @@ def test_phases_follow_the_deployment():
     assert deployment_phase(deployment(generation=2, observed=1, ready=1))[0].value == "Progressing"
     assert deployment_phase(deployment(replicas=0))[1] == "ScaledToZero"
     stuck = deployment(
-        conditions=[{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "x"}]
+        conditions=[
+            {
+                "type": "Progressing",
+                "status": "False",
+                "reason": "ProgressDeadlineExceeded",
+                "message": "x",
+            }
+        ]
     )
     assert deployment_phase(stuck)[0].value == "Failed"
 

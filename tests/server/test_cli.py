@@ -105,6 +105,11 @@ def test_command_line_wins_over_env() -> None:
     assert args.served_model_name == ["from-flag"]
 
 
+def test_short_vllm_aliases_also_override_env() -> None:
+    args = cli.parse_args(["-q", "gptq"], {"MODELPLANE_QUANTIZATION": "awq"})
+    assert args.quantization == "gptq"
+
+
 def test_env_var_names_follow_the_flag(parser: argparse.ArgumentParser) -> None:
     assert cli.env_var_name("--max-model-len") == "MODELPLANE_MAX_MODEL_LEN"
     names = {cli.env_var_name(o) for a in parser._actions for o in a.option_strings}

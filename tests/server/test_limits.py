@@ -121,7 +121,8 @@ async def test_full_queue_is_429_with_retry_after_in_openai_shape(
         # The one slot: a long stream, holding it until we close it.
         async with http.stream("POST", "/v1/completions", json=LONG_STREAM) as running:
             assert running.status_code == 200
-            await anext(running.aiter_bytes())
+            chunks = running.aiter_bytes()  # kept referenced: a dropped iterator closes the stream
+            await anext(chunks)
             # The one queue place.
             queued = asyncio.create_task(
                 http.post(

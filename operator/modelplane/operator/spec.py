@@ -439,12 +439,30 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts)
 
 
+URI_FORMATS = {
+    "uri": "must be hf://org/name, pvc://claim/path, s3://bucket/prefix or file:///path",
+    "adapters": "must be hf://org/name or file:///path",
+}
+
+
+def _message(field: str, error: Any) -> str:
+    if error["type"] == "string_pattern_mismatch" and field.endswith(".uri"):
+        key = "adapters" if ".adapters[" in field else "uri"
+        return f"{URI_FORMATS[key]} (got {error.get('input')!r})"
+    return str(error["msg"])
+
+
 def parse_spec(body: dict[str, Any]) -> ModelDeploymentSpec:
     """Validate a ModelDeployment (the whole object, or just its spec) and return the typed spec.
 
     Raises `SpecError` whose `.field` is the path of the first bad field, e.g. `spec.engine.dtype`.
     """
-    spec = body.get("spec", body) if body.get("kind") == KIND or "apiVersion" in body else body
+    if body.get("kind") == KIND or "apiVersion" in body or "metadata" in body:
+        spec = body.get("spec")
+        if spec is None:
+            raise SpecError("spec", "is required")
+    else:
+        spec = body
     if not isinstance(spec, dict):
         raise SpecError("spec", "must be an object")
     try:
@@ -454,7 +472,8 @@ def parse_spec(body: dict[str, Any]) -> ModelDeploymentSpec:
         ctx_error = (first.get("ctx") or {}).get("error")
         if isinstance(ctx_error, SpecError):
             raise ctx_error from None
-        raise SpecError(_field_path(tuple(first["loc"])), first["msg"]) from None
+        field = _field_path(tuple(first["loc"]))
+        raise SpecError(field, _message(field, first)) from None
 
 
 def served_model_name(spec: ModelDeploymentSpec, name: str) -> str:

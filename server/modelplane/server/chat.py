@@ -139,11 +139,17 @@ def build_chat_prompt(request: ChatCompletionRequest, tokenizer: Any) -> tuple[s
 
 
 def chat_logprobs(
-    token_ids: Sequence[int], logprobs: Any, top_logprobs: int, tokenizer: Any = None
+    token_ids: Sequence[int],
+    logprobs: Any,
+    top_logprobs: int,
+    tokenizer: Any = None,
+    hidden_ids: frozenset[int] = frozenset(),
 ) -> dict[str, Any]:
     """OpenAI's chat `logprobs`: {"content": [{token, logprob, bytes, top_logprobs: [...]}]}."""
     content = []
-    for token, logprob, candidates in sampled_logprobs(token_ids, logprobs, tokenizer):
+    for token, logprob, candidates in sampled_logprobs(
+        token_ids, logprobs, tokenizer, hidden_ids
+    ):
         top = [
             {"token": text, "logprob": value, "bytes": list(text.encode())}
             for text, value in candidates[:top_logprobs]
@@ -180,6 +186,7 @@ def format_chat_completion(
     outputs: Sequence[Any],
     prompt_tokens: int,
     tokenizer: Any = None,
+    hidden_ids: frozenset[int] = frozenset(),
 ) -> dict[str, Any]:
     """The non-streaming `chat.completion` body from vLLM's final CompletionOutputs."""
     choices = []
@@ -189,7 +196,11 @@ def format_chat_completion(
         logprobs = None
         if request.logprobs and output.logprobs is not None:
             logprobs = chat_logprobs(
-                output.token_ids, output.logprobs, request.top_logprobs or 0, tokenizer
+                output.token_ids,
+                output.logprobs,
+                request.top_logprobs or 0,
+                tokenizer,
+                hidden_ids if request.skip_special_tokens else frozenset(),
             )
         choices.append(
             {
@@ -317,8 +328,10 @@ async def stream_chat_completion(
     streams = [ChoiceStream(request, index) for index in range(request.n)]
     top_logprobs = request.top_logprobs or 0
     tokenizer = engine.tokenizer
+    hidden_ids = engine.special_token_ids if request.skip_special_tokens else frozenset()
     try:
-        yield writer.chunk([stream.role_entry() for stream in streams])
+        for stream in streams:
+            yield writer.chunk([stream.role_entry()])
         output = first
         while output is not None:
             entries: list[dict[str, Any]] = []
@@ -330,13 +343,17 @@ async def stream_chat_completion(
                 logprobs = None
                 if request.logprobs and completion.logprobs is not None:
                     logprobs = chat_logprobs(
-                        completion.token_ids, completion.logprobs, top_logprobs, tokenizer
+                        completion.token_ids,
+                        completion.logprobs,
+                        top_logprobs,
+                        tokenizer,
+                        hidden_ids,
                     )["content"]
                 entries.extend(stream.delta_entries(completion.text, logprobs))
                 if completion.finish_reason is not None:
                     entries.extend(stream.finish_entries(completion.finish_reason))
-            if entries:
-                yield writer.chunk(entries)
+            for entry in entries:  # one choice per chunk, as OpenAI sends them
+                yield writer.chunk([entry])
             output = await anext(outputs, None)
         if include_usage:
             yield writer.usage_chunk(usage(record.prompt_tokens, record.completion_tokens))
@@ -392,6 +409,7 @@ async def create_chat_completion(
         outputs=final.outputs,
         prompt_tokens=len(prompt_ids),
         tokenizer=engine.tokenizer,
+        hidden_ids=engine.special_token_ids,
     )
     record.completion_tokens = body["usage"]["completion_tokens"]
     return body

@@ -112,9 +112,10 @@ def flags_on_command_line(parser: argparse.ArgumentParser, argv: Sequence[str]) 
     """The dests the command line sets; their env vars are then ignored."""
     dests: set[str] = set()
     for token in argv:
-        if not token.startswith("--"):
+        if not token.startswith("-"):
             continue
-        option = token.split("=", 1)[0].split(".", 1)[0].replace("_", "-")
+        option = token.split("=", 1)[0].split(".", 1)[0]
+        option = option.replace("_", "-") if option.startswith("--") else option
         action = parser._option_string_actions.get(option)
         if action is None and option.startswith("--no-"):
             action = parser._option_string_actions.get("--" + option[5:])

@@ -44,14 +44,20 @@ def prompt_token_lists(prompt: Any, tokenizer: Any) -> list[list[int]]:
 
 
 def completion_logprobs(
-    token_ids: Sequence[int], logprobs: Any, text_offset: int, tokenizer: Any = None
+    token_ids: Sequence[int],
+    logprobs: Any,
+    text_offset: int,
+    tokenizer: Any = None,
+    hidden_ids: frozenset[int] = frozenset(),
 ) -> dict[str, Any]:
     """OpenAI's legacy completions `logprobs`: parallel lists plus character offsets."""
     tokens: list[str] = []
     token_logprobs: list[float] = []
     top_logprobs: list[dict[str, float]] = []
     offsets: list[int] = []
-    for token, logprob, candidates in sampled_logprobs(token_ids, logprobs, tokenizer):
+    for token, logprob, candidates in sampled_logprobs(
+        token_ids, logprobs, tokenizer, hidden_ids
+    ):
         tokens.append(token)
         token_logprobs.append(logprob)
         top_logprobs.append(dict(candidates))
@@ -74,6 +80,7 @@ def format_completion(
     prompt_texts: Sequence[str],
     prompt_tokens: int,
     tokenizer: Any = None,
+    hidden_ids: frozenset[int] = frozenset(),
 ) -> dict[str, Any]:
     """The non-streaming `text_completion` body; `results` pairs prompt index and final output."""
     choices = []
@@ -84,7 +91,11 @@ def format_completion(
             logprobs = None
             if request.logprobs is not None and completion.logprobs is not None:
                 logprobs = completion_logprobs(
-                    completion.token_ids, completion.logprobs, len(echo), tokenizer
+                    completion.token_ids,
+                    completion.logprobs,
+                    len(echo),
+                    tokenizer,
+                    hidden_ids if request.skip_special_tokens else frozenset(),
                 )
             choices.append(
                 {
@@ -121,6 +132,7 @@ async def stream_completion(
     include_usage = request.include_usage_in_stream
     writer = ChunkWriter(response_id, "text_completion", created, request.model, include_usage)
     tokenizer = engine.tokenizer
+    hidden_ids = engine.special_token_ids if request.skip_special_tokens else frozenset()
     offsets: dict[int, int] = {}
     try:
         item: tuple[int, Any] | None = first
@@ -140,7 +152,11 @@ async def stream_completion(
                 logprobs = None
                 if request.logprobs is not None and completion.logprobs is not None:
                     logprobs = completion_logprobs(
-                        completion.token_ids, completion.logprobs, offsets[index], tokenizer
+                        completion.token_ids,
+                        completion.logprobs,
+                        offsets[index],
+                        tokenizer,
+                        hidden_ids,
                     )
                 offsets[index] += len(completion.text)
                 if text or logprobs:
@@ -156,8 +172,8 @@ async def stream_completion(
                             "finish_reason": completion.finish_reason,
                         }
                     )
-            if entries:
-                yield writer.chunk(entries)
+            for entry in entries:  # one choice per chunk, as OpenAI sends them
+                yield writer.chunk([entry])
             item = await anext(outputs, None)
         if include_usage:
             yield writer.usage_chunk(usage(record.prompt_tokens, record.completion_tokens))
@@ -230,6 +246,7 @@ async def create_completion(
         prompt_texts=prompt_texts,
         prompt_tokens=record.prompt_tokens,
         tokenizer=tokenizer,
+        hidden_ids=engine.special_token_ids,
     )
     record.completion_tokens = body["usage"]["completion_tokens"]
     return body

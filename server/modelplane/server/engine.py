@@ -61,6 +61,10 @@ class Engine:
         self.is_pooling_model = is_pooling_model
         self.created = int(time.time())
         self.tokenizer: Any = llm.get_tokenizer()
+        # Special tokens (EOS...) never appear in the text, so logprobs leave them out too.
+        self.special_token_ids: frozenset[int] = frozenset(
+            getattr(self.tokenizer, "all_special_ids", ())
+        )
         # The model's generation_config defaults (temperature, top_p, ...), as vLLM applies them.
         self.default_sampling_params: dict[str, Any] = (
             llm.model_config.get_diff_sampling_param() if not is_pooling_model else {}

@@ -65,11 +65,18 @@ def token_text(token_id: int, decoded: str | None, tokenizer: Any) -> str:
 
 
 def sampled_logprobs(
-    token_ids: Sequence[int], logprobs: Any, tokenizer: Any = None
+    token_ids: Sequence[int],
+    logprobs: Any,
+    tokenizer: Any = None,
+    hidden_ids: frozenset[int] = frozenset(),
 ) -> Iterator[tuple[str, float, list[tuple[str, float]]]]:
-    """Per generated token: (text, logprob, candidates best-first) from vLLM's logprobs."""
+    """Per generated token: (text, logprob, candidates best-first) from vLLM's logprobs.
+
+    Tokens in `hidden_ids` (special tokens such as EOS, absent from the text) are skipped so
+    the tokens always spell the returned text.
+    """
     for token_id, position in zip(token_ids, logprobs, strict=False):
-        if not position:
+        if not position or token_id in hidden_ids:
             continue
         ranked = sorted(position.items(), key=lambda item: (item[1].rank or 0, -item[1].logprob))
         candidates = [

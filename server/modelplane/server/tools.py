@@ -87,7 +87,7 @@ def complete_array_items(text: str) -> list[Any]:
     position = text.find("[") + 1
     if position == 0:
         return []
-    items = []
+    items: list[Any] = []
     while True:
         while position < len(text) and text[position] in " \t\r\n,":
             position += 1

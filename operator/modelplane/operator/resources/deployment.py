@@ -24,6 +24,7 @@ PROGRESS_DEADLINE_SECONDS = STARTUP_PERIOD_SECONDS * STARTUP_FAILURE_THRESHOLD
 # (long generations) finish within the grace period.
 PRE_STOP_SLEEP_SECONDS = 10
 TERMINATION_GRACE_SECONDS = 120
+DRAIN_TIMEOUT_SECONDS = TERMINATION_GRACE_SECONDS - PRE_STOP_SLEEP_SECONDS - 10
 
 
 def build_deployment(
@@ -136,6 +137,10 @@ def build_env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
         "HF_HOME": {"value": HF_HOME},
         "HOME": {"value": "/tmp"},  # read-only root filesystem: libraries write under $HOME
         "VLLM_CACHE_ROOT": {"value": f"{CACHE_DIR}/vllm"},
+        # modelplane-server reads MODELPLANE_<FLAG> for each of its flags: JSON logs in pods, and
+        # in-flight requests may finish within the grace period left after the preStop pause.
+        "MODELPLANE_LOG_FORMAT": {"value": "json"},
+        "MODELPLANE_DRAIN_TIMEOUT": {"value": str(DRAIN_TIMEOUT_SECONDS)},
     }
     if spec.model.hf_token_secret_ref is not None:
         ref = spec.model.hf_token_secret_ref
