@@ -84,13 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--requests-per-level",
         type=int,
         default=None,
-        help="requests measured per level (default: two waves, max(32, 2 x concurrency))",
+        help="requests measured per level (default: max(16, 2 x concurrency): two waves)",
     )
     parser.add_argument(
         "--max-tokens",
         type=int,
         default=128,
-        help="output tokens per request, exact (ignore_eos) (default: 128)",
+        help="output tokens per request, exact (ignore_eos) (default: 64)",
     )
     parser.add_argument(
         "--warmup-requests",

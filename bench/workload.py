@@ -56,10 +56,10 @@ async def run_level(send: SendRequest, concurrency: int, total_requests: int) ->
 
 
 def requests_for_level(concurrency: int, requests_per_level: int | None) -> int:
-    """The default is two full waves (at least 32 requests) so medians are stable."""
+    """The default is two full waves (at least 16 requests) so medians are stable."""
     if requests_per_level is not None:
         return requests_per_level
-    return max(32, 2 * concurrency)
+    return max(16, 2 * concurrency)
 
 
 def check_output_length(timing: RequestTiming, max_tokens: int) -> RequestTiming:

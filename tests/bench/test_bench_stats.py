@@ -109,8 +109,8 @@ def test_messages_rotate_through_the_fixed_prompts() -> None:
     assert messages_for(len(PROMPTS)) == messages_for(0)
 
 
-def test_default_requests_per_level_is_two_waves_of_at_least_32() -> None:
-    assert requests_for_level(1, None) == 32
+def test_default_requests_per_level_is_two_waves_of_at_least_16() -> None:
+    assert requests_for_level(1, None) == 16
     assert requests_for_level(64, None) == 128
     assert requests_for_level(64, 10) == 10
 

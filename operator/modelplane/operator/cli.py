@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     kopf.configure(verbose=settings.verbose, log_format=log_format)
     logging.getLogger("modelplane").setLevel(logging.DEBUG if settings.verbose else logging.INFO)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, settings, Kube())
+    handlers.register(registry, settings, Kube(pool_size=settings.max_workers))
     metrics.serve(settings.metrics_port, settings.metrics_host)
     kopf.run(
         registry=registry,

@@ -77,19 +77,25 @@ def contains(actual: Any, desired: Any) -> bool:
 class Kube:
     """A thin synchronous client on the `kubernetes` package's connection handling and auth."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
+    def __init__(
+        self, api_client: kubernetes.client.ApiClient | None = None, pool_size: int = 16
+    ) -> None:
         self._api = api_client
+        self._pool_size = pool_size
         self._lock = threading.Lock()
 
     @property
     def api(self) -> kubernetes.client.ApiClient:
         with self._lock:
             if self._api is None:
+                config = kubernetes.client.Configuration()
                 try:
-                    kubernetes.config.load_incluster_config()
+                    kubernetes.config.load_incluster_config(client_configuration=config)
                 except kubernetes.config.ConfigException:
-                    kubernetes.config.load_kube_config()
-                self._api = kubernetes.client.ApiClient()
+                    kubernetes.config.load_kube_config(client_configuration=config)
+                # One pooled connection per handler thread (urllib3 keeps 4 by default).
+                config.connection_pool_maxsize = self._pool_size
+                self._api = kubernetes.client.ApiClient(configuration=config)
             return self._api
 
     def request(

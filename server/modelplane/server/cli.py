@@ -277,7 +277,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv, os.environ)
     configure_logging(args.log_format, log_level(args))
     apply_machine_defaults()
-    settings = build_settings(args)
+    try:
+        settings = build_settings(args)
+    except (ValueError, OSError) as error:
+        # A bad flag value (unknown model path, unreadable key file...): one line, no traceback.
+        logger.error("Invalid configuration: %s", error)
+        raise SystemExit(2) from None
     logger.info(
         "Serving %s as %s (%d API key(s)%s)",
         settings.engine_args.model,
