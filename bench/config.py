@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-tokens",
         type=int,
-        default=128,
+        default=64,
         help="output tokens per request, exact (ignore_eos) (default: 64)",
     )
     parser.add_argument(

@@ -11,8 +11,8 @@ Usage (sync; the emulator runs on its own event loop in a background thread)::
         emulator.objects["apps/v1/deployments", "default", "name"]   # read-only peeks are fine
 
 Talk to it over HTTP (e.g. `httpx`) from tests: it is a plain Kubernetes-shaped REST API.
-It covers kmock 0.8's gaps for kopf: (1) `uid`, `resourceVersion`, `generation` and
-`creationTimestamp` are stamped on create/patch (kopf JSON-patches with a `test` on the
+It covers kmock 0.8's gaps for kopf: (1) `uid`, `resourceVersion`, `generation`,
+`creationTimestamp` and names from `generateName` (kopf's Events) are stamped on create/patch (kopf JSON-patches with a `test` on the
 resourceVersion; the kubernetes client wants owner uids), and a merge patch carrying a stale
 `metadata.resourceVersion` gets 409 Conflict like on a real API server; (2) `/api/v1/namespaces[/<name>]`
 paths parse (kopf lists namespaces); (3) only PATCH exists, no PUT (the operator needs none).
@@ -119,6 +119,8 @@ class StampingEmulator(kmock.KubernetesEmulator):
         meta = request.data.setdefault("metadata", {})
         if request.namespace and not meta.get("namespace"):
             meta["namespace"] = request.namespace
+        if not meta.get("name") and meta.get("generateName"):  # kopf's Events use generateName
+            meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
         meta.setdefault("uid", str(uuid.uuid4()))
         meta["resourceVersion"] = str(next(self._versions))
         meta["generation"] = 1

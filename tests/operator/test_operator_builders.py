@@ -115,6 +115,7 @@ def test_restricted_security_context_and_drain():
     p = pod(MINIMAL)
     assert p["securityContext"]["runAsNonRoot"] is True
     assert p["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert p["automountServiceAccountToken"] is False
     assert c["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
     assert p["terminationGracePeriodSeconds"] > c["lifecycle"]["preStop"]["sleep"]["seconds"]
 
@@ -320,3 +321,50 @@ def test_builders_copy_user_fragments():
     built = build_deployment(OWNER, spec, default_image=IMAGE)
     built["spec"]["template"]["spec"]["tolerations"][1]["value"] = "changed"
     assert spec.tolerations[0]["value"] == "ml"
+
+
+def test_pod_level_spec_fields_reach_the_pod():
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["gpu"]}]}
+                ]
+            }
+        }
+    }
+    spec = {
+        **MINIMAL,
+        "affinity": affinity,
+        "priorityClassName": "inference",
+        "nodeSelector": {"pool": "gpu"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+        "resources": {"gpu": {"product": "NVIDIA-H100-80GB-HBM3"}},
+    }
+    p = pod(spec)
+    assert p["affinity"] == affinity
+    assert p["priorityClassName"] == "inference"
+    assert p["nodeSelector"] == {"pool": "gpu", "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert [t["key"] for t in p["tolerations"]] == ["nvidia.com/gpu", "dedicated"]
+
+
+def test_engine_env_and_rate_limits_become_container_env():
+    spec = {
+        **MINIMAL,
+        "engine": {"env": [{"name": "VLLM_ATTENTION_BACKEND", "value": "FLASHINFER"}]},
+        "rateLimit": {"requestsPerMinute": 600, "tokensPerMinute": 100000},
+    }
+    env = {e["name"]: e.get("value") for e in container(spec)["env"]}
+    assert env["VLLM_ATTENTION_BACKEND"] == "FLASHINFER"
+    assert env["MODELPLANE_RATE_LIMIT_REQUESTS_PER_MINUTE"] == "600"
+    assert env["MODELPLANE_RATE_LIMIT_TOKENS_PER_MINUTE"] == "100000"
+
+
+def test_custom_gpu_resource_name_sets_limit_and_toleration():
+    spec = {
+        **MINIMAL,
+        "resources": {"gpu": {"resourceName": "amd.com/gpu"}, "limits": {"memory": "64Gi"}},
+    }
+    c = container(spec)
+    assert c["resources"]["limits"] == {"memory": "64Gi", "amd.com/gpu": "1"}
+    assert pod(spec)["tolerations"][0]["key"] == "amd.com/gpu"

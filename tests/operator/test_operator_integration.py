@@ -218,6 +218,60 @@ def test_update_patches_the_deployment(cluster: Cluster) -> None:
     )
 
 
+def test_keys_removed_from_the_spec_are_removed_from_the_children(cluster: Cluster) -> None:
+    cluster.create_md(
+        "granite",
+        {"model": {"uri": "hf://ibm-granite/granite-3.3-8b-instruct"},
+         "nodeSelector": {"pool": "a100", "zone": "eu-1"}, "podAnnotations": {"team": "search"}},
+    )  # fmt: skip
+    first = cluster.wait_get(f"{DEPLOYMENTS}/granite")
+    assert first["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "a100", "zone": "eu-1"}
+    # Something else annotates the Deployment: a three-way patch leaves that alone.
+    cluster.patch(
+        f"{DEPLOYMENTS}/granite",
+        {"metadata": {"annotations": {"deployment.kubernetes.io/revision": "1"}}},
+    )
+    cluster.patch(
+        f"{MD_PATH}/granite", {"spec": {"nodeSelector": {"pool": None}, "podAnnotations": None}}
+    )
+    assert cluster.md("granite")["spec"]["nodeSelector"] == {"zone": "eu-1"}
+
+    def pruned() -> dict[str, Any] | None:
+        deployment = cluster.get(f"{DEPLOYMENTS}/granite")
+        pod = deployment["spec"]["template"] if deployment else {}
+        return deployment if pod and pod["spec"].get("nodeSelector") == {"zone": "eu-1"} else None
+
+    deployment = wait_for(pruned, what="nodeSelector pool to be removed")
+    assert "team" not in deployment["spec"]["template"]["metadata"]["annotations"]
+    assert deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+
+
+def test_an_object_owned_by_another_controller_is_never_taken_over(cluster: Cluster) -> None:
+    foreign = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "taken", "namespace": NS, "ownerReferences": [
+                   {"apiVersion": "example.com/v1", "kind": "Gateway", "name": "gw",
+                    "uid": "other-uid", "controller": True}]},
+               "spec": {"type": "ClusterIP", "ports": [{"name": "web", "port": 80}]}}  # fmt: skip
+    assert cluster.http.post(SERVICES, json=foreign).status_code in (200, 201)
+    cluster.create_md("taken", {"model": {"uri": "hf://Qwen/Qwen3-8B"}})
+    cluster.wait_get(f"{DEPLOYMENTS}/taken")
+
+    def conflict_event() -> dict[str, Any] | None:
+        events = (cluster.get(EVENTS) or {}).get("items", [])
+        return next(
+            (e for e in events
+             if e["involvedObject"]["name"] == "taken" and "another owner" in e["message"]),
+            None,
+        )  # fmt: skip
+
+    event = wait_for(conflict_event, what="an Event saying the Service has another owner")
+    assert (event["type"], event["reason"]) == ("Warning", "ReconcileFailed")
+    service = cluster.get(f"{SERVICES}/taken")
+    assert service is not None
+    assert service["metadata"]["ownerReferences"][0]["uid"] == "other-uid"
+    assert service["spec"]["ports"] == [{"name": "web", "port": 80}]
+
+
 def test_switching_to_keda_replaces_the_hpa_with_a_scaled_object(cluster: Cluster) -> None:
     cluster.create_md("mistral", {"model": {"uri": "hf://mistralai/Mistral-7B-Instruct-v0.3"},
                                   "autoscaling": {"maxReplicas": 3}})  # fmt: skip

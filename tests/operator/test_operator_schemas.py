@@ -360,3 +360,27 @@ def test_every_cross_field_rule_is_in_the_crd():
 def test_cel_rejects_a_name_that_cannot_name_a_service():
     obj = apply_defaults(crd_schema(), md(EXAMPLES["minimal"], name="9-lives"))
     assert cel_failures(obj) == ["metadata.name must be a DNS-1035 label (it names the Service)"]
+
+
+TYPE_CASES = [
+    ({"resources": {"gpu": {"count": "2"}}}, False),
+    ({"engine": {"tensorParallelSize": True}}, False),
+    ({"engine": {"enablePrefixCaching": "yes"}}, False),
+    ({"engine": {"enablePrefixCaching": 1}}, False),
+    ({"engine": {"gpuMemoryUtilization": "0.9"}}, False),
+    ({"replicas": "3"}, False),
+    ({"engine": {"gpuMemoryUtilization": 1}}, True),
+    ({"engine": {"enablePrefixCaching": False}, "replicas": 3}, True),
+]
+
+
+@pytest.mark.parametrize(("fields", "valid"), TYPE_CASES)
+def test_the_crd_schema_and_the_operator_agree_on_types(fields, valid):
+    spec = {"model": {"uri": "hf://o/m"}, **fields}
+    schema_ok = openapi_validator().is_valid(apply_defaults(crd_schema(), md(spec)))
+    try:
+        parse_spec(spec)
+        operator_ok = True
+    except SpecError:
+        operator_ok = False
+    assert (schema_ok, operator_ok) == (valid, valid)

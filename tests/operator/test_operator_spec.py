@@ -118,3 +118,37 @@ def test_object_without_spec_is_rejected():
             }
         )
     assert (info.value.field, info.value.message) == ("spec", "is required")
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"resources": {"gpu": {"count": "2"}}}, "spec.resources.gpu.count"),
+        ({"engine": {"tensorParallelSize": "2"}}, "spec.engine.tensorParallelSize"),
+        ({"engine": {"maxModelLen": 4096.0}}, "spec.engine.maxModelLen"),
+        ({"engine": {"enablePrefixCaching": "yes"}}, "spec.engine.enablePrefixCaching"),
+        ({"engine": {"gpuMemoryUtilization": "0.9"}}, "spec.engine.gpuMemoryUtilization"),
+        ({"replicas": True}, "spec.replicas"),
+        (
+            {"monitoring": {"serviceMonitor": {"enabled": 1}}},
+            "spec.monitoring.serviceMonitor.enabled",
+        ),
+        ({"resources": {"requests": {"cpu": True}}}, "spec.resources.requests.cpu"),
+    ],
+)
+def test_numbers_and_booleans_are_not_coerced_because_the_crd_rejects_them(fields, field):
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec_with(**fields))
+    assert info.value.field == field
+
+
+def test_quantities_are_integers_or_strings_and_a_bad_one_says_so():
+    spec = parse_spec(spec_with(resources={"requests": {"cpu": 4, "memory": "16Gi"}}))
+    assert spec.resources.requests == {"cpu": 4, "memory": "16Gi"}
+    assert (
+        parse_spec(spec_with(engine={"gpuMemoryUtilization": 1})).engine.gpu_memory_utilization == 1
+    )
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec_with(resources={"limits": {"memory": 1.5}}))
+    assert info.value.field == "spec.resources.limits.memory"
+    assert info.value.message.startswith("must be an integer or a quantity string")

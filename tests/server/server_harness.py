@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-READY_TIMEOUT_S = 240
+READY_TIMEOUT_S = 300
 STOP_TIMEOUT_S = 60
 API_KEYS = {"alice": "sk-test-alice-9f1c2e", "bob": "sk-test-bob-77d0aa"}
 

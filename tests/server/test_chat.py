@@ -261,9 +261,7 @@ def test_vllm_extra_sampling_fields_are_accepted(client: openai.OpenAI) -> None:
     assert response.usage.completion_tokens == 10
 
 
-def test_request_is_recorded_in_the_usage_line(
-    http: httpx.Client, server: Any
-) -> None:
+def test_request_is_recorded_in_the_usage_line(http: httpx.Client, server: Any) -> None:
     response = http.post(
         "/v1/chat/completions",
         json={"model": MODEL, "messages": FRANCE, "max_tokens": 5, "temperature": 0},

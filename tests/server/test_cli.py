@@ -196,3 +196,19 @@ def test_ssl_files_must_exist_and_come_in_pairs(tmp_path: Path) -> None:
                 ["--model", "/m", "--ssl-certfile", str(cert), "--ssl-keyfile", "/nope"], {}
             )
         )
+
+
+def test_uvicorn_runs_with_our_host_port_tls_and_no_access_log(tmp_path: Path) -> None:
+    from modelplane.server.lifecycle import uvicorn_config
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("c")
+    key.write_text("k")
+    args = ["--model", "/m", "--host", "127.0.0.1", "--port", "9443"]
+    args += ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+    settings = cli.build_settings(cli.parse_args(args, {}))
+    config = uvicorn_config(settings, app=object())
+    assert (config.host, config.port) == ("127.0.0.1", 9443)
+    assert (config.ssl_certfile, config.ssl_keyfile) == (str(cert), str(key))
+    assert config.access_log is False
+    assert settings.base_url == "https://127.0.0.1:9443/v1"

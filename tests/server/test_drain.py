@@ -33,7 +33,7 @@ async def test_drain_waits_for_in_flight_requests_then_returns() -> None:
 @pytest.mark.slow
 def test_sigterm_drains_in_flight_requests_then_exits_0(server: RunningServer) -> None:
     headers = {"Authorization": f"Bearer {server.key}"}
-    body = {"model": MODEL, "prompt": "Count to ten:", "max_tokens": 60, "ignore_eos": True}
+    body = {"model": MODEL, "prompt": "Count to ten:", "max_tokens": 300, "ignore_eos": True}
     result: dict[str, httpx.Response] = {}
 
     def long_request() -> None:
@@ -44,14 +44,17 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(server: RunningServer) -
     worker = threading.Thread(target=long_request)
     worker.start()
     deadline = time.monotonic() + 30
-    while "modelplane_requests_in_flight 1.0" not in httpx.get(f"{server.base_url}/metrics").text:
+    while (
+        "modelplane_requests_in_flight 1.0"
+        not in httpx.get(f"{server.base_url}/metrics", timeout=30).text
+    ):
         assert time.monotonic() < deadline, "the long request never started"
         time.sleep(0.05)
 
     server.process.send_signal(signal.SIGTERM)
     time.sleep(0.3)
-    assert httpx.get(f"{server.base_url}/ready").status_code == 503
-    refused = httpx.post(f"{server.api_url}/completions", json=body, headers=headers)
+    assert httpx.get(f"{server.base_url}/ready", timeout=30).status_code == 503
+    refused = httpx.post(f"{server.api_url}/completions", json=body, headers=headers, timeout=30)
     assert refused.status_code == 503
     assert refused.json()["error"]["type"] == "service_unavailable"
     assert refused.headers["x-request-id"]
@@ -59,6 +62,6 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(server: RunningServer) -
     worker.join(120)
     response = result["response"]
     assert response.status_code == 200
-    assert response.json()["usage"]["completion_tokens"] == 60
+    assert response.json()["usage"]["completion_tokens"] == 300
     assert server.process.wait(60) == 0
     assert "Drained" in server.log_text()

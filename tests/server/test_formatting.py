@@ -155,7 +155,10 @@ def test_completion_body_indexes_choices_per_prompt_and_n() -> None:
         request,
         response_id="cmpl-1",
         created=9,
-        results=[(1, Final(output("y0"), output("y1", 1))), (0, Final(output("x0"), output("x1", 1)))],
+        results=[
+            (1, Final(output("y0"), output("y1", 1))),
+            (0, Final(output("x0"), output("x1", 1))),
+        ],
         prompt_texts=["", ""],
         prompt_tokens=2,
     )
@@ -203,7 +206,9 @@ def test_stream_of_plain_text_passes_deltas_through_and_finishes() -> None:
 
 
 def test_stream_with_named_tool_choice_streams_arguments() -> None:
-    request = chat(tools=[TOOL], tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    request = chat(
+        tools=[TOOL], tool_choice={"type": "function", "function": {"name": "get_weather"}}
+    )
     stream = ChoiceStream(request, 0)
     (first,) = stream.delta_entries('{"city": ', None)
     call = first["delta"]["tool_calls"][0]
@@ -234,7 +239,9 @@ def test_stream_with_auto_tool_choice_flushes_plain_text_once_it_cannot_be_a_cal
 
 def test_auto_tool_call_parsing() -> None:
     tools = chat(tools=[TOOL]).tools or []
-    (call,) = parse_auto_tool_calls('{"name": "get_weather", "arguments": {"city": "Oslo"}}', tools) or []
+    (call,) = (
+        parse_auto_tool_calls('{"name": "get_weather", "arguments": {"city": "Oslo"}}', tools) or []
+    )
     assert call["function"] == {"name": "get_weather", "arguments": '{"city":"Oslo"}'}
     hermes = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>'
     assert parse_auto_tool_calls(hermes, tools)
@@ -259,7 +266,10 @@ def test_truncated_required_output_keeps_complete_calls() -> None:
 def test_message_text_joins_text_parts_and_refuses_images() -> None:
     request = chat(
         messages=[
-            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+            },
             {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
         ]
     )
@@ -277,7 +287,11 @@ def test_assistant_tool_calls_become_text_for_templates_without_tool_support() -
                 "role": "assistant",
                 "content": None,
                 "tool_calls": [
-                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": '{"a": 1}'},
+                    }
                 ],
             },
             {"role": "tool", "tool_call_id": "c1", "content": "42"},
@@ -324,3 +338,42 @@ def test_embedding_body_and_base64() -> None:
         "usage": {"prompt_tokens": 3, "total_tokens": 3},
     }
     assert encode_embedding([1.0], "base64") == "AACAPw=="
+
+
+class _Final:
+    def __init__(self, *outputs: CompletionOutput) -> None:
+        self.outputs = list(outputs)
+
+
+async def test_engine_error_mid_stream_is_an_error_frame_then_done() -> None:
+    from types import SimpleNamespace
+
+    from modelplane.server.chat import stream_chat_completion
+    from modelplane.server.errors import InternalError
+    from modelplane.server.request_record import RequestRecord
+
+    async def failing_outputs() -> Any:
+        raise InternalError("Generation failed: RuntimeError")
+        yield  # pragma: no cover - makes this an async generator
+
+    engine = SimpleNamespace(tokenizer=None, special_token_ids=frozenset())
+    record = RequestRecord(request_id="r1", route="/v1/chat/completions")
+    first = _Final(output("Hel", finish=None, token_ids=[1]))
+    frames = [
+        frame
+        async for frame in stream_chat_completion(
+            chat(stream=True),
+            engine,  # type: ignore[arg-type]
+            record,
+            failing_outputs(),
+            first,
+            response_id="chatcmpl-r1",
+            created=1,
+        )
+    ]
+    assert orjson.loads(frames[0][6:])["choices"][0]["delta"]["role"] == "assistant"
+    assert orjson.loads(frames[1][6:])["choices"][0]["delta"] == {"content": "Hel"}
+    assert orjson.loads(frames[-2][6:])["error"]["type"] == "internal_error"
+    assert frames[-1] == DONE_FRAME
+    assert record.completion_tokens == 1
+    assert record.first_token_at is not None

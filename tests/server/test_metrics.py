@@ -38,9 +38,10 @@ def test_vllm_and_modelplane_metrics_after_a_request(
 ) -> None:
     bob = openai.OpenAI(base_url=server.api_url, api_key=server.keys["bob"], max_retries=0)
     before = anon_http.get("/metrics").text
-    bob.chat.completions.create(
+    answer = bob.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4
     )
+    assert answer.usage is not None
     response = anon_http.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -61,7 +62,7 @@ def test_vllm_and_modelplane_metrics_after_a_request(
     assert prompt > metric_value(before, "modelplane_prompt_tokens_total", model=MODEL, key="bob")
     assert completion - metric_value(
         before, "modelplane_completion_tokens_total", model=MODEL, key="bob"
-    ) == pytest.approx(4)
+    ) == pytest.approx(answer.usage.completion_tokens)
 
 
 @pytest.mark.slow

@@ -73,9 +73,17 @@ def test_tool_choice_required_with_parallel_calls_returns_only_valid_calls(
     client: openai.OpenAI,
 ) -> None:
     response = client.chat.completions.create(
-        model=MODEL, messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=60
+        model=MODEL,
+        messages=ASK,
+        tools=TOOLS,
+        tool_choice="required",
+        temperature=0,
+        max_tokens=60,
     )
-    assert_valid_calls(response.choices[0].message.tool_calls or [])
+    # A small model may repeat calls until max_tokens: the complete ones are returned.
+    choice = response.choices[0]
+    assert_valid_calls(choice.message.tool_calls or [])
+    assert choice.finish_reason in {"tool_calls", "length"}
 
 
 def test_named_tool_choice_calls_that_function(client: openai.OpenAI) -> None:
@@ -187,7 +195,11 @@ def test_a_tool_result_conversation_is_accepted(client: openai.OpenAI) -> None:
         {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 24 degrees Celsius."},
     ]
     response = client.chat.completions.create(
-        model=MODEL, messages=messages, tools=TOOLS, temperature=0, max_tokens=40  # type: ignore[arg-type]
+        model=MODEL,
+        messages=messages,
+        tools=TOOLS,
+        temperature=0,
+        max_tokens=40,  # type: ignore[arg-type]
     )
     assert response.choices[0].message.content or response.choices[0].message.tool_calls
 

@@ -48,7 +48,9 @@ def test_json_formatter_merges_fields_into_one_line() -> None:
 def test_usage_line_for_a_chat_request(server: RunningServer) -> None:
     headers = {"Authorization": f"Bearer {server.keys['bob']}", "x-request-id": "usage-chat-1"}
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}
-    response = httpx.post(f"{server.api_url}/chat/completions", json=body, headers=headers)
+    response = httpx.post(
+        f"{server.api_url}/chat/completions", json=body, headers=headers, timeout=120
+    )
     assert response.status_code == 200
     usage = response.json()["usage"]
 

@@ -29,7 +29,15 @@ WATCHED_CHILDREN = (
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("policy", "v1", "poddisruptionbudgets"),
 )
+# API errors are retried after 10 s, doubling up to 5 minutes: a lasting conflict (a child name
+# another controller owns, a missing RBAC rule) must not hammer the API server.
 RETRY_DELAY_SECONDS = 10
+MAX_RETRY_DELAY_SECONDS = 300
+
+
+def retry_delay(retry: int) -> float:
+    """Seconds before kopf retries a reconcile that failed `retry` times before."""
+    return float(min(RETRY_DELAY_SECONDS * 2 ** min(retry, 10), MAX_RETRY_DELAY_SECONDS))
 
 
 def validated_spec(body: Mapping[str, Any]) -> specmod.ModelDeploymentSpec:
@@ -41,76 +49,69 @@ def validated_spec(body: Mapping[str, Any]) -> specmod.ModelDeploymentSpec:
 
 
 def reconcile(
-    kube: Kube, settings: OperatorSettings, body: Mapping[str, Any], trigger: str
+    kube: Kube, settings: OperatorSettings, body: Mapping[str, Any], trigger: str, retry: int = 0
 ) -> dict[str, Any]:
-    """Bring one ModelDeployment's children to its spec and write its status; returns the status."""
-    owner = Owner.from_body(body)
-    previous = dict(body.get("status") or {})
-    generation = body["metadata"].get("generation")
+    """Bring one ModelDeployment's children to its spec and write its status; returns the status.
+
+    API errors (in either path) become a kopf.TemporaryError retried with backoff, no stack
+    trace; the first failure of a series is also a Warning Event on the ModelDeployment.
+    """
     with metrics.DURATION.labels(trigger).time():
         try:
-            spec = validated_spec(body)
-        except specmod.SpecError as error:
-            return _reject(kube, body, owner, previous, generation, error, trigger)
-        try:
-            monitor = spec.monitoring.service_monitor.enabled and kube.crd_exists(
-                SERVICE_MONITOR_CRD
-            )
-            plan = plan_children(
-                owner,
-                spec,
-                default_image=settings.default_image,
-                service_monitor_available=monitor,
-            )
-            deployment: dict[str, Any] | None = None
-            for manifest in plan.apply:
-                live = kube.apply(manifest)
-                if manifest["kind"] == "Deployment":
-                    deployment = live
-            if trigger != "create":  # a new ModelDeployment has no stale children to remove
-                for ref in plan.delete:
-                    kube.delete(ref, owner.namespace)
-            status = sync_status(kube, body, deployment, observed_generation=generation)
+            status, result = _reconcile(kube, settings, body, prune=trigger != "create")
         except KubeError as error:
             metrics.ERRORS.labels(trigger).inc()
             metrics.RECONCILES.labels(trigger, "error").inc()
-            raise kopf.TemporaryError(str(error), delay=RETRY_DELAY_SECONDS) from error
-    metrics.RECONCILES.labels(trigger, "applied").inc()
+            if retry == 0:
+                kopf.warn(cast(kopf.Body, body), reason="ReconcileFailed", message=str(error))
+            raise kopf.TemporaryError(str(error), delay=retry_delay(retry)) from error
+    metrics.RECONCILES.labels(trigger, result).inc()
     return status
+
+
+def _reconcile(
+    kube: Kube, settings: OperatorSettings, body: Mapping[str, Any], *, prune: bool
+) -> tuple[dict[str, Any], str]:
+    """(status, result): apply the planned children, or reject an invalid spec untouched."""
+    owner = Owner.from_body(body)
+    generation = body["metadata"].get("generation")
+    try:
+        spec = validated_spec(body)
+    except specmod.SpecError as error:
+        return _reject(kube, body, owner, generation, error), "invalid"
+    monitor = spec.monitoring.service_monitor.enabled and kube.crd_exists(SERVICE_MONITOR_CRD)
+    plan = plan_children(
+        owner, spec, default_image=settings.default_image, service_monitor_available=monitor
+    )
+    deployment: dict[str, Any] | None = None
+    for manifest in plan.apply:
+        live = kube.apply(manifest)
+        if manifest["kind"] == "Deployment":
+            deployment = live
+    if prune:  # a new ModelDeployment has no stale children to remove
+        for ref in plan.delete:
+            kube.delete(ref, owner.namespace)
+    return sync_status(kube, body, deployment, observed_generation=generation), "applied"
 
 
 def _reject(
     kube: Kube,
     body: Mapping[str, Any],
     owner: Owner,
-    previous: dict[str, Any],
     generation: int | None,
     error: specmod.SpecError,
-    trigger: str,
 ) -> dict[str, Any]:
     """Invalid spec: no child changes; SpecValid=False naming the field and one Warning Event."""
-    deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
-    status = build_status(
-        name=owner.name,
-        namespace=owner.namespace,
-        served_model_name=None,
-        selector=selector_string(owner),
-        deployment=deployment,
-        spec_error=str(error),
-        observed_generation=generation,
-        previous=previous,
-    )
     already_reported = any(
         c.get("type") == "SpecValid"
         and c.get("status") == "False"
         and c.get("message") == str(error)
-        for c in previous.get("conditions") or []
+        for c in (body.get("status") or {}).get("conditions") or []
     )
-    if status_changed(previous, status):
-        kube.patch_status(owner.namespace, owner.name, status)
+    deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
+    status = sync_status(kube, body, deployment, observed_generation=generation)
     if not already_reported:
         kopf.warn(cast(kopf.Body, body), reason="InvalidSpec", message=str(error))
-    metrics.RECONCILES.labels(trigger, "invalid").inc()
     return status
 
 
@@ -225,7 +226,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: 
             prefix=specmod.GROUP, key="last-handled-configuration"
         )
         settings.persistence.finalizer = f"{specmod.GROUP}/finalizer"
-        # Only warnings become Kubernetes Events (InvalidSpec, failures), not every success.
+        # Events are posted explicitly (kopf.warn: InvalidSpec, ReconcileFailed); log lines are
+        # not (posting.loggers stays off), so a retried failure is one Event, not one per retry.
         settings.posting.level = logging.WARNING
         settings.execution.max_workers = operator_settings.max_workers
         settings.peering.name = operator_settings.peering_name
@@ -243,9 +245,10 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: 
     @kopf.on.resume(*md, registry=registry, id="reconcile")
     @kopf.on.create(*md, registry=registry, id="reconcile")
     @kopf.on.update(*md, registry=registry, id="reconcile")
-    def apply_model_deployment(body: kopf.Body, reason: str, **_: Any) -> None:
+    def apply_model_deployment(body: kopf.Body, reason: str, retry: int, **_: Any) -> None:
         # kopf passes a str-based Reason enum: its value is "create", "update" or "resume".
-        reconcile(kube, operator_settings, body, trigger=str(getattr(reason, "value", reason)))
+        trigger = str(getattr(reason, "value", reason))
+        reconcile(kube, operator_settings, body, trigger=trigger, retry=retry)
 
     if settings.resync_seconds > 0:
         # Optional periodic re-apply (also covers the unwatched ScaledObject/ServiceMonitor/PVC).

@@ -2,7 +2,8 @@
 
 Children are applied as "create, and on 409 merge-patch what differs": JSON merge patches work on
 every API server and on custom resources (strategic merge does not), and on the kmock emulator
-the tests use. A child whose live object already contains the desired fields is not patched.
+the tests use. The patch is three-way (`last_applied`): keys the operator set before and no
+longer wants are removed, keys others added stay. A child that already matches is not patched.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import quote
 
 import kubernetes
 from modelplane.operator import spec as specmod
+from modelplane.operator.last_applied import stale_keys, three_way_patch, with_last_applied
 from modelplane.operator.resources import ChildRef
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,14 @@ def contains(actual: Any, desired: Any) -> bool:
         )
     # Quantities and int-or-strings come back normalised ("1" vs 1): compare as text.
     return actual == desired or str(actual) == str(desired)
+
+
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
+    """The uid of the object's controller owner, if it has one."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
 
 
 class Kube:
@@ -132,18 +142,26 @@ class Kube:
         return dict(self._ok("GET", path, status, data))
 
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Create the object, or merge-patch the existing one when it differs from `manifest`."""
-        meta = manifest["metadata"]
-        kind, api_version, ns = manifest["kind"], manifest["apiVersion"], meta.get("namespace")
+        """Create the object, or three-way merge-patch the existing one when it differs."""
+        desired = with_last_applied(manifest)
+        meta = desired["metadata"]
+        kind, api_version, ns = desired["kind"], desired["apiVersion"], meta.get("namespace")
         path = resource_path(api_version, kind, ns)
-        status, data = self.request("POST", path, manifest)
+        status, data = self.request("POST", path, desired)
         if status != 409:
             return dict(self._ok("POST", path, status, data))
-        existing = self.get(api_version, kind, ns, meta["name"])
-        if existing is not None and contains(existing, manifest):
+        existing = self.get(api_version, kind, ns, meta["name"]) or {}
+        owner = controller_uid(existing)
+        if owner is not None and owner != controller_uid(desired):
+            # Another controller's object (or a previous owner's, awaiting garbage collection):
+            # never take it over; kopf retries, and the name is free once it is gone.
+            raise KubeError(409, "APPLY", path, f"{kind} {ns}/{meta['name']} has another owner")
+        stale = stale_keys(desired, existing)
+        if existing and not stale and contains(existing, desired):
             return existing
         item = resource_path(api_version, kind, ns, meta["name"])
-        status, data = self.request("PATCH", item, manifest, MERGE_PATCH)
+        patch = three_way_patch(desired, stale)
+        status, data = self.request("PATCH", item, patch, MERGE_PATCH)
         return dict(self._ok("PATCH", item, status, data))
 
     def delete(self, ref: ChildRef, namespace: str) -> bool:

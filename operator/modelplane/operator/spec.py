@@ -13,7 +13,16 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 GROUP = "modelplane.io"
@@ -39,7 +48,12 @@ class SpecError(ValueError):
 
 
 class _Model(BaseModel):
-    """camelCase on the wire, snake_case in Python; unknown fields are an error (typos)."""
+    """camelCase on the wire, snake_case in Python; unknown fields are an error (typos).
+
+    Numbers and booleans are Strict* types: the CRD types them strictly too, so `parse_spec`
+    (which also validates examples without an API server) rejects `count: "2"` or
+    `enablePrefixCaching: "yes"` exactly like the API server instead of coercing them.
+    """
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -126,13 +140,13 @@ class EnvVar(_Model):
 
 
 class EngineSpec(_Model):
-    tensor_parallel_size: int = Field(
+    tensor_parallel_size: StrictInt = Field(
         1,
         ge=1,
         le=64,
         description="GPUs a model's layers are split across: vLLM --tensor-parallel-size.",
     )
-    pipeline_parallel_size: int = Field(
+    pipeline_parallel_size: StrictInt = Field(
         1, ge=1, le=64, description="Pipeline stages: vLLM --pipeline-parallel-size."
     )
     quantization: Quantization | None = Field(
@@ -142,19 +156,19 @@ class EngineSpec(_Model):
     kv_cache_dtype: KVCacheDType | None = Field(
         None, description="KV cache dtype: vLLM --kv-cache-dtype."
     )
-    max_model_len: int | None = Field(
+    max_model_len: StrictInt | None = Field(
         None, ge=1, description="Context length limit in tokens: vLLM --max-model-len."
     )
-    gpu_memory_utilization: float | None = Field(
+    gpu_memory_utilization: StrictFloat | None = Field(
         None,
         gt=0,
         le=1,
         description="Fraction of GPU memory vLLM may use: vLLM --gpu-memory-utilization.",
     )
-    max_num_seqs: int | None = Field(
+    max_num_seqs: StrictInt | None = Field(
         None, ge=1, description="Sequences batched at once: vLLM --max-num-seqs."
     )
-    enable_prefix_caching: bool | None = Field(
+    enable_prefix_caching: StrictBool | None = Field(
         None, description="Reuse KV cache across shared prefixes: vLLM --enable-prefix-caching."
     )
     extra_args: list[str] = Field(
@@ -167,7 +181,7 @@ class EngineSpec(_Model):
 
 
 class GPUSpec(_Model):
-    count: int | None = Field(
+    count: StrictInt | None = Field(
         None,
         ge=0,
         le=64,
@@ -185,7 +199,8 @@ class GPUSpec(_Model):
     )
 
 
-Quantity = int | str
+# Kubernetes quantities are int-or-string in the CRD (`2`, "500m", "16Gi").
+Quantity = StrictInt | str
 
 
 class ResourcesSpec(_Model):
@@ -201,11 +216,11 @@ class ResourcesSpec(_Model):
 
 
 class AutoscalingSpec(_Model):
-    min_replicas: int = Field(
+    min_replicas: StrictInt = Field(
         1, ge=0, le=1000, description="Lowest replica count; 0 (scale to zero) needs provider keda."
     )
-    max_replicas: int = Field(..., ge=1, le=1000, description="Highest replica count.")
-    target_in_flight_requests: int = Field(
+    max_replicas: StrictInt = Field(..., ge=1, le=1000, description="Highest replica count.")
+    target_in_flight_requests: StrictInt = Field(
         16,
         ge=1,
         le=100000,
@@ -253,10 +268,12 @@ class AuthSpec(_Model):
 
 
 class RateLimitSpec(_Model):
-    requests_per_minute: int | None = Field(
+    requests_per_minute: StrictInt | None = Field(
         None, ge=1, description="Requests per minute per API key."
     )
-    tokens_per_minute: int | None = Field(None, ge=1, description="Tokens per minute per API key.")
+    tokens_per_minute: StrictInt | None = Field(
+        None, ge=1, description="Tokens per minute per API key."
+    )
 
 
 class CacheSpec(_Model):
@@ -274,7 +291,7 @@ class CacheSpec(_Model):
 
 
 class ServiceMonitorSpec(_Model):
-    enabled: bool = Field(False, description="Create a prometheus-operator ServiceMonitor.")
+    enabled: StrictBool = Field(False, description="Create a prometheus-operator ServiceMonitor.")
     interval: str = Field("30s", pattern=r"^[0-9]+(ms|s|m|h)$", description="Scrape interval.")
     labels: dict[str, str] = Field(
         default_factory=dict, description="Extra labels so a Prometheus selects the ServiceMonitor."
@@ -299,7 +316,7 @@ class ModelDeploymentSpec(_Model):
         default_factory=lambda: ResourcesSpec.model_validate({}),
         description="GPUs, cpu and memory per replica.",
     )
-    replicas: int = Field(
+    replicas: StrictInt = Field(
         1, ge=0, le=1000, description="Replica count when autoscaling is off (scale subresource)."
     )
     autoscaling: AutoscalingSpec | None = Field(
@@ -429,12 +446,17 @@ CROSS_FIELD_RULES: tuple[CrossFieldRule, ...] = (
 )
 
 
+# pydantic puts the member type into the error location of a union (Quantity = int | str).
+UNION_MEMBER_TAGS = ("int", "str")
+QUANTITY_MESSAGE = 'must be an integer or a quantity string (e.g. 4, "500m", "16Gi")'
+
+
 def _field_path(loc: tuple[int | str, ...]) -> str:
     parts = ["spec"]
     for item in loc:
         if isinstance(item, int):
             parts[-1] += f"[{item}]"
-        else:
+        elif item not in UNION_MEMBER_TAGS:
             parts.append(str(item))
     return ".".join(parts)
 
@@ -449,6 +471,8 @@ def _message(field: str, error: Any) -> str:
     if error["type"] == "string_pattern_mismatch" and field.endswith(".uri"):
         key = "adapters" if ".adapters[" in field else "uri"
         return f"{URI_FORMATS[key]} (got {error.get('input')!r})"
+    if error["loc"] and error["loc"][-1] in UNION_MEMBER_TAGS:
+        return f"{QUANTITY_MESSAGE} (got {error.get('input')!r})"
     return str(error["msg"])
 
 

@@ -172,7 +172,11 @@ async def run_engine(state: ServerState) -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """The engine loads in the background so /health answers (and /ready says 503) meanwhile."""
+    """The engine loads in a task: uvicorn's startup does not wait on it and shutdown stops it.
+
+    Requests that arrive before it is ready get 503 and /ready says 503. (vLLM builds its
+    engine synchronously, so the event loop answers them once that construction returns.)
+    """
     state: ServerState = app.state.modelplane
     engine_task = asyncio.create_task(run_engine(state), name="modelplane-engine")
     try:

@@ -147,9 +147,7 @@ def chat_logprobs(
 ) -> dict[str, Any]:
     """OpenAI's chat `logprobs`: {"content": [{token, logprob, bytes, top_logprobs: [...]}]}."""
     content = []
-    for token, logprob, candidates in sampled_logprobs(
-        token_ids, logprobs, tokenizer, hidden_ids
-    ):
+    for token, logprob, candidates in sampled_logprobs(token_ids, logprobs, tokenizer, hidden_ids):
         top = [
             {"token": text, "logprob": value, "bytes": list(text.encode())}
             for text, value in candidates[:top_logprobs]
@@ -397,6 +395,7 @@ async def create_chat_completion(
     outputs = engine.generate(prompt_ids, params, record.request_id, lora_request)
     if request.stream:
         first = await first_output(outputs)
+        record.mark_first_token()
         return stream_chat_completion(
             request, engine, record, outputs, first, response_id=response_id, created=created
         )

@@ -55,9 +55,7 @@ def completion_logprobs(
     token_logprobs: list[float] = []
     top_logprobs: list[dict[str, float]] = []
     offsets: list[int] = []
-    for token, logprob, candidates in sampled_logprobs(
-        token_ids, logprobs, tokenizer, hidden_ids
-    ):
+    for token, logprob, candidates in sampled_logprobs(token_ids, logprobs, tokenizer, hidden_ids):
         tokens.append(token)
         token_logprobs.append(logprob)
         top_logprobs.append(dict(candidates))
@@ -225,6 +223,7 @@ async def create_completion(
     merged: AsyncGenerator[tuple[int, Any], None] = merge_async_iterators(*generators)
     if request.stream:
         first = await first_output(merged)
+        record.mark_first_token()
         return stream_completion(
             request,
             engine,

@@ -67,6 +67,8 @@ def build_pod_template(
         },
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "enableServiceLinks": False,
+        # The server never calls the Kubernetes API: no token in the pod to leak.
+        "automountServiceAccountToken": False,
         "containers": [build_container(owner, spec, default_image=default_image)],
         "volumes": build_volumes(owner, spec),
     }
