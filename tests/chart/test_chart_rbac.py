@@ -22,6 +22,8 @@ Permissions = dict[tuple[str, str], set[str]]
 
 # kube.Kube.apply: POST (create), GET on 409 (get), merge PATCH when it differs (patch).
 APPLY_VERBS = {"create", "get", "patch"}
+# kube.Kube.create: POST (create), GET on 409 (get); never patched.
+CREATE_VERBS = {"create", "get"}
 # Specs that, together with the examples, make plan_children produce and remove every child kind.
 VARIANT_SPECS: list[dict[str, Any]] = [
     {"model": {"uri": "hf://Qwen/Qwen3-8B"}},
@@ -64,11 +66,12 @@ def operator_needs() -> Permissions:
             default_image=specmod.DEFAULT_IMAGE,
             service_monitor_available=True,
         )
-        for manifest in plan.apply:
-            key = (group_of(manifest["apiVersion"]), kube.PLURALS[manifest["kind"]])
-            needs[key] |= APPLY_VERBS
-            refs = manifest["metadata"].get("ownerReferences", [])
-            block_owner_deletion |= any(r.get("blockOwnerDeletion") for r in refs)
+        for verbs, manifests in ((CREATE_VERBS, plan.create), (APPLY_VERBS, plan.apply)):
+            for manifest in manifests:
+                key = (group_of(manifest["apiVersion"]), kube.PLURALS[manifest["kind"]])
+                needs[key] |= verbs
+                refs = manifest["metadata"].get("ownerReferences", [])
+                block_owner_deletion |= any(r.get("blockOwnerDeletion") for r in refs)
         for ref in plan.delete:
             needs[(group_of(ref.api_version), kube.PLURALS[ref.kind])].add("delete")
     for group, _version, plural in handlers.WATCHED_CHILDREN:

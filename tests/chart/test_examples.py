@@ -54,7 +54,7 @@ def children(path: Path) -> dict[str, Manifest]:
         default_image=specmod.DEFAULT_IMAGE,
         service_monitor_available=True,
     )
-    return {manifest["kind"]: manifest for manifest in plan.apply}
+    return {manifest["kind"]: manifest for manifest in plan.create + plan.apply}
 
 
 def server_container(objects: dict[str, Manifest]) -> Manifest:

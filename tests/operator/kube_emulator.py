@@ -12,10 +12,12 @@ Usage (sync; the emulator runs on its own event loop in a background thread)::
 
 Talk to it over HTTP (e.g. `httpx`) from tests: it is a plain Kubernetes-shaped REST API.
 It covers kmock 0.8's gaps for kopf: (1) `uid`, `resourceVersion`, `generation`,
-`creationTimestamp` and names from `generateName` (kopf's Events) are stamped on create/patch (kopf JSON-patches with a `test` on the
-resourceVersion; the kubernetes client wants owner uids), and a merge patch carrying a stale
-`metadata.resourceVersion` gets 409 Conflict like on a real API server; (2) `/api/v1/namespaces[/<name>]`
-paths parse (kopf lists namespaces); (3) only PATCH exists, no PUT (the operator needs none).
+`creationTimestamp` and names from `generateName` (kopf's Events; without it a second Event is
+a 409) are stamped on create/patch (kopf JSON-patches with a `test` on the resourceVersion; the
+kubernetes client wants owner uids), and a merge patch carrying a stale
+`metadata.resourceVersion` gets 409 Conflict like on a real API server;
+(2) `/api/v1/namespaces[/<name>]` paths parse (kopf lists namespaces); (3) only PATCH exists,
+no PUT (the operator needs none).
 It is no kube-apiserver: merge patches only, no CRD schema/CEL, no defaults, no garbage
 collection — those are tested with the CRD schema and documented in docs/operator.md.
 """

@@ -180,15 +180,16 @@ def test_api_keys_mounted_from_the_secret_never_in_args():
     assert mount == {"name": "api-keys", "mountPath": "/etc/modelplane/auth", "readOnly": True}
 
 
-def test_cache_pvc_created_when_size_is_set():
+def test_cache_pvc_is_created_but_never_patched_when_size_is_set():
     spec = parse_spec({**MINIMAL, "cache": {"size": "200Gi", "storageClassName": "fast"}})
     plan = plan_children(OWNER, spec, default_image=IMAGE)
-    pvc = plan.apply[0]
+    (pvc,) = plan.create
+    assert "PersistentVolumeClaim" not in [m["kind"] for m in plan.apply]
     assert pvc["kind"] == "PersistentVolumeClaim"
     assert pvc["metadata"]["name"] == "qwen3-8b-cache"
     assert pvc["spec"]["resources"]["requests"]["storage"] == "200Gi"
     assert pvc["spec"]["storageClassName"] == "fast"
-    volumes = plan.apply[1]["spec"]["template"]["spec"]["volumes"]
+    volumes = plan.apply[0]["spec"]["template"]["spec"]["volumes"]
     assert {"name": "cache", "persistentVolumeClaim": {"claimName": "qwen3-8b-cache"}} in volumes
 
 

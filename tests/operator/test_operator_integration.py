@@ -272,6 +272,24 @@ def test_an_object_owned_by_another_controller_is_never_taken_over(cluster: Clus
     assert service["spec"]["ports"] == [{"name": "web", "port": 80}]
 
 
+def test_the_cache_claim_is_created_once_and_never_patched(cluster: Cluster) -> None:
+    claims = f"/api/v1/namespaces/{NS}/persistentvolumeclaims"
+    cluster.create_md("olmo", {"model": {"uri": "hf://allenai/OLMo-2-1124-7B-Instruct"},
+                               "cache": {"size": "100Gi"}})  # fmt: skip
+    claim = cluster.wait_get(f"{claims}/olmo-cache")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "100Gi"
+    # A smaller size would be rejected by a real API server: it must not block the rollout.
+    cluster.patch(f"{MD_PATH}/olmo", {"spec": {"cache": {"size": "50Gi"}, "replicas": 2}})
+    wait_for(
+        lambda: (d := cluster.get(f"{DEPLOYMENTS}/olmo")) and d["spec"]["replicas"] == 2,
+        what="the Deployment to scale to 2",
+    )
+    after = cluster.get(f"{claims}/olmo-cache")
+    assert after is not None
+    assert after["spec"]["resources"]["requests"]["storage"] == "100Gi"
+    assert after["metadata"]["resourceVersion"] == claim["metadata"]["resourceVersion"]
+
+
 def test_switching_to_keda_replaces_the_hpa_with_a_scaled_object(cluster: Cluster) -> None:
     cluster.create_md("mistral", {"model": {"uri": "hf://mistralai/Mistral-7B-Instruct-v0.3"},
                                   "autoscaling": {"maxReplicas": 3}})  # fmt: skip

@@ -1,6 +1,10 @@
-"""kube.py's pure parts: API paths and the 'already applied' comparison."""
+"""kube.py: API paths, the 'already applied' comparison, owners, errors."""
 
-from modelplane.operator.kube import contains, resource_path
+import socket
+
+import kubernetes
+import pytest
+from modelplane.operator.kube import Kube, KubeError, contains, controller_uid, resource_path
 
 
 def test_resource_paths_for_core_grouped_and_custom_kinds():
@@ -45,3 +49,26 @@ def test_contains_detects_edits_and_removed_list_items():
     assert not contains({"spec": {"ports": [{"name": "http", "port": 9000}]}}, desired)
     assert not contains({"spec": {"ports": []}}, desired)
     assert not contains({"spec": {}}, desired)
+
+
+def test_controller_uid_is_the_controlling_owner_only():
+    refs = [
+        {"kind": "ReplicaSet", "uid": "not-controller"},
+        {"kind": "ModelDeployment", "uid": "md-uid", "controller": True},
+    ]
+    assert controller_uid({"metadata": {"ownerReferences": refs}}) == "md-uid"
+    assert controller_uid({"metadata": {"ownerReferences": refs[:1]}}) is None
+    assert controller_uid({}) is None
+
+
+def test_an_unreachable_api_server_is_a_kube_error_not_a_crash():
+    with socket.socket() as sock:  # a port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = kubernetes.client.Configuration()
+    config.host = f"http://127.0.0.1:{port}"
+    config.retries = 0
+    with pytest.raises(KubeError) as info:
+        Kube(kubernetes.client.ApiClient(config)).get("v1", "Service", "ml", "qwen")
+    assert info.value.status == 0
+    assert "/api/v1/namespaces/ml/services/qwen" in str(info.value)

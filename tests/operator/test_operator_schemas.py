@@ -91,7 +91,7 @@ def all_children() -> list[dict[str, Any]]:
         plan = plan_children(
             OWNER, parse_spec(spec), default_image="img:1", service_monitor_available=True
         )
-        children += plan.apply
+        children += plan.create + plan.apply
     return children
 
 

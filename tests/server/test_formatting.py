@@ -377,3 +377,10 @@ async def test_engine_error_mid_stream_is_an_error_frame_then_done() -> None:
     assert frames[-1] == DONE_FRAME
     assert record.completion_tokens == 1
     assert record.first_token_at is not None
+
+
+def test_chat_template_kwargs_cannot_replace_the_template(tokenizer: Any) -> None:
+    request = chat(chat_template_kwargs={"chat_template": "HACKED", "tokenize": True})
+    text, _ = build_chat_prompt(request, tokenizer)
+    assert "HACKED" not in text
+    assert text.endswith("<|im_start|>assistant\n")

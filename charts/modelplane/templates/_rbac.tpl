@@ -2,8 +2,8 @@
 modelplane.operatorRules: what the operator does to ModelDeployments and their children in a
 namespace, and nothing more; a Role per watched namespace, or the ClusterRole for all of them.
 The verbs follow the operator's code (kube.py: apply = create, get on conflict, merge patch;
-delete only for children a spec change removes; kopf watches), and tests/chart/test_chart_rbac.py
-derives the same list from that code and compares.
+create-only children get no patch; delete only for children a spec change removes; kopf
+watches), and tests/chart/test_chart_rbac.py derives the same list from that code and compares.
 */}}
 {{- define "modelplane.operatorRules" -}}
 # kopf watches ModelDeployments and patches its progress annotations onto them.
@@ -38,9 +38,10 @@ derives the same list from that code and compares.
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
   verbs: ["get", "create", "patch", "delete"]
+# The model cache claim: created when missing, never patched (its spec is immutable once bound).
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "create"]
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
   verbs: ["get", "create", "patch"]

@@ -83,6 +83,8 @@ def _reconcile(
     plan = plan_children(
         owner, spec, default_image=settings.default_image, service_monitor_available=monitor
     )
+    for manifest in plan.create:  # first: the pod mounts the cache claim
+        kube.create(manifest)
     deployment: dict[str, Any] | None = None
     for manifest in plan.apply:
         live = kube.apply(manifest)

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 import kubernetes
+import urllib3
 from modelplane.operator import spec as specmod
 from modelplane.operator.last_applied import stale_keys, three_way_patch, with_last_applied
 from modelplane.operator.resources import ChildRef
@@ -119,7 +120,11 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
-        response = self.api.call_api(*params, _request_timeout=30)
+        try:
+            response = self.api.call_api(*params, _request_timeout=30)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            # Unreachable or timed-out API server: retried with backoff like any API error.
+            raise KubeError(0, method, path, f"{type(exc).__name__}: {exc}") from exc
         raw = response.read()
         text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
         data = json.loads(text) if text.strip().startswith(("{", "[")) else text
@@ -141,28 +146,46 @@ class Kube:
             return None
         return dict(self._ok("GET", path, status, data))
 
+    def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create the object unless it exists; an existing one is returned untouched."""
+        return self._create_or_get(manifest)[0]
+
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create the object, or three-way merge-patch the existing one when it differs."""
         desired = with_last_applied(manifest)
-        meta = desired["metadata"]
-        kind, api_version, ns = desired["kind"], desired["apiVersion"], meta.get("namespace")
-        path = resource_path(api_version, kind, ns)
-        status, data = self.request("POST", path, desired)
-        if status != 409:
-            return dict(self._ok("POST", path, status, data))
-        existing = self.get(api_version, kind, ns, meta["name"]) or {}
-        owner = controller_uid(existing)
+        live, created = self._create_or_get(desired)
+        if created:
+            return live
+        meta, kind = desired["metadata"], desired["kind"]
+        item = resource_path(desired["apiVersion"], kind, meta.get("namespace"), meta["name"])
+        owner = controller_uid(live)
         if owner is not None and owner != controller_uid(desired):
             # Another controller's object (or a previous owner's, awaiting garbage collection):
             # never take it over; kopf retries, and the name is free once it is gone.
-            raise KubeError(409, "APPLY", path, f"{kind} {ns}/{meta['name']} has another owner")
-        stale = stale_keys(desired, existing)
-        if existing and not stale and contains(existing, desired):
-            return existing
-        item = resource_path(api_version, kind, ns, meta["name"])
-        patch = three_way_patch(desired, stale)
-        status, data = self.request("PATCH", item, patch, MERGE_PATCH)
+            raise KubeError(
+                409,
+                "APPLY",
+                item,
+                f"{kind} {meta.get('namespace')}/{meta['name']} has another owner",
+            )
+        stale = stale_keys(desired, live)
+        if not stale and contains(live, desired):
+            return live
+        status, data = self.request("PATCH", item, three_way_patch(desired, stale), MERGE_PATCH)
         return dict(self._ok("PATCH", item, status, data))
+
+    def _create_or_get(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """(object, True) when POST created it, (the existing object, False) on 409 Conflict."""
+        meta = manifest["metadata"]
+        kind, api_version, ns = manifest["kind"], manifest["apiVersion"], meta.get("namespace")
+        path = resource_path(api_version, kind, ns)
+        status, data = self.request("POST", path, manifest)
+        if status != 409:
+            return dict(self._ok("POST", path, status, data)), True
+        existing = self.get(api_version, kind, ns, meta["name"])
+        if existing is None:  # deleted in between: the retry creates it
+            raise KubeError(404, "GET", path, f"{kind} {ns}/{meta['name']} vanished")
+        return existing, False
 
     def delete(self, ref: ChildRef, namespace: str) -> bool:
         """Delete a child if it exists; True when something was deleted."""

@@ -115,7 +115,7 @@ def deployment_phase(deployment: dict[str, Any] | None) -> tuple[Phase, str, str
         if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
             return Phase.failed, "ProgressDeadlineExceeded", cond.get("message", "")
     if desired == 0:
-        return Phase.pending, "ScaledToZero", "0 replicas requested; the first request scales it up"
+        return Phase.pending, "ScaledToZero", "0 replicas: nothing serves until the count rises"
     rolled_out = (generation is None or observed == generation) and updated >= desired
     if not rolled_out:
         return Phase.progressing, "RollingOut", f"{updated}/{desired} replicas updated"

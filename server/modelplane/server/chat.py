@@ -38,6 +38,12 @@ from modelplane.server.tools import (
 
 logger = logging.getLogger(__name__)
 
+# `chat_template_kwargs` may set template variables, never replace the template or the call's
+# own arguments (a client-supplied template is code the operator did not approve).
+RESERVED_TEMPLATE_KWARGS = frozenset(
+    {"chat_template", "conversation", "tools", "add_generation_prompt", "tokenize", "return_dict"}
+)
+
 
 # --- prompt ---------------------------------------------------------------------------------
 
@@ -120,13 +126,18 @@ def build_chat_prompt(request: ChatCompletionRequest, tokenizer: Any) -> tuple[s
                 messages[0]["content"] = f"{messages[0]['content']}\n\n{note}"
             else:
                 messages.insert(0, {"role": "system", "content": note})
+    template_kwargs = {
+        key: value
+        for key, value in (request.chat_template_kwargs or {}).items()
+        if key not in RESERVED_TEMPLATE_KWARGS
+    }
     try:
         text = tokenizer.apply_chat_template(
             messages,
             tools=tools,
             add_generation_prompt=request.add_generation_prompt,
             tokenize=False,
-            **(request.chat_template_kwargs or {}),
+            **template_kwargs,
         )
     except Exception as error:  # jinja raises TemplateError / TypeError on bad conversations
         raise InvalidRequest(

@@ -30,7 +30,10 @@ class ChildRef:
 
 @dataclass
 class ChildPlan:
-    apply: list[dict[str, Any]] = field(default_factory=list)
+    """What one reconcile does: create-only children, applied children, children to remove."""
+
+    create: list[dict[str, Any]] = field(default_factory=list)  # created if missing, never patched
+    apply: list[dict[str, Any]] = field(default_factory=list)  # created, or patched to match
     delete: list[ChildRef] = field(default_factory=list)
 
 
@@ -42,8 +45,10 @@ def plan_children(
     service_monitor_available: bool = False,
 ) -> ChildPlan:
     plan = ChildPlan()
-    if spec.cache.size:  # first: the pod mounts it
-        plan.apply.append(build_cache_pvc(owner, spec))
+    if spec.cache.size:
+        # Create-only: a claim's spec is immutable once bound (a new class or a smaller size
+        # needs a new claim), and a rejected patch must not block the Deployment's rollout.
+        plan.create.append(build_cache_pvc(owner, spec))
     plan.apply.append(build_deployment(owner, spec, default_image=default_image))
     plan.apply.append(build_service(owner, spec))
 
