@@ -212,3 +212,17 @@ def test_uvicorn_runs_with_our_host_port_tls_and_no_access_log(tmp_path: Path) -
     assert (config.ssl_certfile, config.ssl_keyfile) == (str(cert), str(key))
     assert config.access_log is False
     assert settings.base_url == "https://127.0.0.1:9443/v1"
+
+
+def test_rate_limit_flags_and_env() -> None:
+    env = {"MODELPLANE_RATE_LIMIT_TOKENS_PER_MINUTE": "1000"}
+    args = cli.parse_args(["--model", "/m", "--rate-limit-requests-per-minute", "60"], env)
+    settings = cli.build_settings(args)
+    assert settings.rate_limit_requests_per_minute == 60
+    assert settings.rate_limit_tokens_per_minute == 1000
+    with pytest.raises(SystemExit):
+        cli.build_settings(cli.parse_args(["--model", "/m"], {env_name("requests"): "0"}))
+
+
+def env_name(kind: str) -> str:
+    return f"MODELPLANE_RATE_LIMIT_{kind.upper()}_PER_MINUTE"

@@ -110,3 +110,21 @@ def test_unknown_route_is_404_in_openai_shape(http: httpx.Client) -> None:
 @pytest.mark.slow
 def test_wrong_method_is_405_in_openai_shape(http: httpx.Client) -> None:
     assert_openai_error(http.get("/v1/chat/completions"), 405)
+
+
+async def test_unexpected_exception_is_500_in_shape_without_traceback() -> None:
+    from modelplane.server import cli
+    from modelplane.server.middleware import RequestMiddleware
+    from modelplane.server.state import init_state
+
+    async def broken_app(scope: object, receive: object, send: object) -> None:
+        raise RuntimeError("secret internals at line 42")
+
+    state = init_state(cli.build_settings(cli.parse_args(["--model", "/m"], {})))
+    transport = httpx.ASGITransport(app=RequestMiddleware(broken_app, state))
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        response = await client.get("/v1/models", headers={"x-request-id": "boom-1"})
+    error = assert_openai_error(response, 500)
+    assert error["type"] == "internal_error"
+    assert "secret internals" not in response.text
+    assert response.headers["x-request-id"] == "boom-1"

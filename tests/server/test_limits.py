@@ -12,7 +12,7 @@ import pytest
 from server_harness import RunningServer, metric_value, start_server
 
 from modelplane.server.errors import RateLimited
-from modelplane.server.limits import ConcurrencyLimiter
+from modelplane.server.limits import ConcurrencyLimiter, KeyRateLimiter
 
 
 async def test_requests_beyond_the_limit_wait_in_fifo_order() -> None:
@@ -73,16 +73,58 @@ async def test_zero_max_concurrent_means_no_limit() -> None:
     assert limiter.active == 100
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_requests_per_minute_per_key_then_429_until_refilled() -> None:
+    clock = FakeClock()
+    limits = KeyRateLimiter(requests_per_minute=2, tokens_per_minute=None, clock=clock)
+    limits.admit("alice")
+    limits.admit("alice")
+    limits.admit("bob")  # keys have separate budgets
+    with pytest.raises(RateLimited) as caught:
+        limits.admit("alice")
+    assert caught.value.retry_after == 30
+    assert "alice" in caught.value.message
+    clock.now += 30
+    limits.admit("alice")
+
+
+def test_tokens_per_minute_are_charged_after_the_request() -> None:
+    clock = FakeClock()
+    limits = KeyRateLimiter(requests_per_minute=None, tokens_per_minute=600, clock=clock)
+    limits.admit("alice")
+    limits.charge("alice", 650)
+    with pytest.raises(RateLimited) as caught:
+        limits.admit("alice")
+    assert caught.value.retry_after == 6  # 51 tokens missing at 10 tokens/s
+    clock.now += 6
+    limits.admit("alice")
+
+
+def test_rate_limits_off_by_default() -> None:
+    assert not KeyRateLimiter(None, None).enabled
+
+
 # --- end to end: a server with one slot and one queue place ----------------------------------
 
 
 @pytest.fixture(scope="module")
 def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """Its key comes from MODELPLANE_API_KEY, which checks env-configured keys end to end."""
+    """Configured through MODELPLANE_* env vars, as the operator configures pods."""
     running = start_server(
         Path(tmp_path_factory.mktemp("tiny-server")),
         ["--max-concurrent-requests", "1", "--max-queued-requests", "1", "--max-model-len", "1024"],
-        env={"MODELPLANE_API_KEY": "ci:sk-ci-tiny"},
+        env={
+            "MODELPLANE_API_KEY": "ci:sk-ci-tiny",
+            "MODELPLANE_RATE_LIMIT_REQUESTS_PER_MINUTE": "6",
+            "MODELPLANE_LOG_FORMAT": "json",
+        },
     )
     running.keys = {"ci": "sk-ci-tiny"}
     try:
@@ -147,3 +189,24 @@ async def test_full_queue_is_429_with_retry_after_in_openai_shape(
         assert served.status_code == 200
         assert served.json()["usage"]["completion_tokens"] == 2
         await wait_for_in_flight(http, 0)
+
+
+@pytest.mark.slow
+def test_key_over_its_requests_per_minute_gets_429(tiny_server: RunningServer) -> None:
+    """Runs after the queue test, which used 3 of the key's 6 requests per minute."""
+    headers = {"Authorization": "Bearer sk-ci-tiny"}
+    body = {"model": "smollm2-135m-instruct", "prompt": "Hi", "max_tokens": 1}
+    with httpx.Client(base_url=tiny_server.base_url, headers=headers, timeout=120) as http:
+        statuses = []
+        for _ in range(8):
+            response = http.post("/v1/completions", json=body)
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                break
+        assert statuses[-1] == 429, statuses
+        assert int(response.headers["retry-after"]) >= 1
+        error = response.json()["error"]
+        assert error["code"] == "rate_limit_exceeded"
+        assert "requests per minute" in error["message"]
+        usage = tiny_server.usage_line(response.headers["x-request-id"])
+        assert (usage["status"], usage["key_name"]) == (429, "ci")

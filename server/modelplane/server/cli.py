@@ -81,6 +81,18 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
         help="LoRA adapters served under their own model names: name=path ... (needs --enable-lora).",
     )
     group.add_argument(
+        "--rate-limit-requests-per-minute",
+        type=int,
+        default=None,
+        help="Per API key (or for everyone on an open server): requests per minute, else 429.",
+    )
+    group.add_argument(
+        "--rate-limit-tokens-per-minute",
+        type=int,
+        default=None,
+        help="Per API key: prompt + completion tokens per minute, else 429.",
+    )
+    group.add_argument(
         "--drain-timeout",
         type=float,
         default=30.0,
@@ -207,7 +219,10 @@ def build_settings(args: argparse.Namespace) -> ServerSettings:
     """Namespace -> ServerSettings. Fills in the bundled model when no --model was given."""
     from vllm.engine.arg_utils import AsyncEngineArgs
 
-    from modelplane.server.default_model import DEFAULT_SERVED_MODEL_NAME, ensure_default_model
+    from modelplane.server.default_model import (
+        DEFAULT_SERVED_MODEL_NAME,
+        ensure_default_model,
+    )
 
     if args.model is None:
         args.model = str(ensure_default_model())
@@ -226,6 +241,9 @@ def build_settings(args: argparse.Namespace) -> ServerSettings:
         raise SystemExit("--ssl-certfile and --ssl-keyfile go together")
     if args.max_concurrent_requests < 0 or args.max_queued_requests < 0:
         raise SystemExit("--max-concurrent-requests and --max-queued-requests must be >= 0")
+    for flag in ("rate_limit_requests_per_minute", "rate_limit_tokens_per_minute"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise SystemExit(f"--{flag.replace('_', '-')} must be >= 1")
     return ServerSettings(
         engine_args=AsyncEngineArgs.from_cli_args(args),
         served_model_names=list(served),
@@ -241,6 +259,8 @@ def build_settings(args: argparse.Namespace) -> ServerSettings:
         log_level=log_level(args),
         lora_modules=parse_lora_modules(args.lora_modules),
         drain_timeout=args.drain_timeout,
+        rate_limit_requests_per_minute=args.rate_limit_requests_per_minute,
+        rate_limit_tokens_per_minute=args.rate_limit_tokens_per_minute,
     )
 
 

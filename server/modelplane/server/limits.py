@@ -1,4 +1,5 @@
-"""Admission control: at most N generation requests run at once, at most M wait for a slot.
+"""Admission control: at most N generation requests run at once, at most M wait for a slot;
+optionally per-key requests/tokens per minute.
 
 A full queue answers 429 with `Retry-After` at once instead of letting latency grow without
 bound; the autoscaler sees the pressure through `modelplane_requests_in_flight`.
@@ -9,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from modelplane.server.errors import RateLimited
@@ -70,3 +72,78 @@ class ConcurrencyLimiter:
             yield
         finally:
             self.release()
+
+
+class TokenBucket:
+    """`per_minute` units, refilled continuously; may go negative when charged after the fact."""
+
+    def __init__(self, per_minute: float, now: float) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.level = self.capacity
+        self.updated = now
+
+    def refill(self, now: float) -> float:
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+        self.updated = now
+        return self.level
+
+    def seconds_until(self, amount: float) -> float:
+        return max(0.0, (amount - self.level) / self.rate)
+
+
+class KeyRateLimiter:
+    """Per-API-key requests/minute and tokens/minute (`--rate-limit-*-per-minute`).
+
+    Requests are counted on admission; tokens (prompt + completion) are charged when the
+    request finishes, so a key over its token budget is refused until the bucket refills.
+    """
+
+    def __init__(
+        self,
+        requests_per_minute: int | None,
+        tokens_per_minute: int | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self.clock = clock
+        self._requests: dict[str, TokenBucket] = {}
+        self._tokens: dict[str, TokenBucket] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.requests_per_minute or self.tokens_per_minute)
+
+    def _bucket(self, buckets: dict[str, TokenBucket], key: str, per_minute: int) -> TokenBucket:
+        bucket = buckets.get(key)
+        if bucket is None:
+            bucket = buckets[key] = TokenBucket(per_minute, self.clock())
+        return bucket
+
+    def admit(self, key: str) -> None:
+        """Count one request for `key`, or raise RateLimited with the wait in Retry-After."""
+        now = self.clock()
+        if self.tokens_per_minute:
+            tokens = self._bucket(self._tokens, key, self.tokens_per_minute)
+            if tokens.refill(now) <= 0:
+                raise RateLimited(
+                    f"Rate limit reached for key '{key}': {self.tokens_per_minute} tokens "
+                    "per minute.",
+                    retry_after=math.ceil(tokens.seconds_until(1)),
+                )
+        if self.requests_per_minute:
+            requests = self._bucket(self._requests, key, self.requests_per_minute)
+            if requests.refill(now) < 1:
+                raise RateLimited(
+                    f"Rate limit reached for key '{key}': {self.requests_per_minute} requests "
+                    "per minute.",
+                    retry_after=max(1, math.ceil(requests.seconds_until(1))),
+                )
+            requests.level -= 1
+
+    def charge(self, key: str, tokens: int) -> None:
+        if self.tokens_per_minute and tokens:
+            bucket = self._bucket(self._tokens, key, self.tokens_per_minute)
+            bucket.refill(self.clock())
+            bucket.level -= tokens

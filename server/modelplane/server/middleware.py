@@ -16,6 +16,7 @@ import orjson
 
 from modelplane.server.auth import OPEN_PATHS
 from modelplane.server.errors import InternalError, OpenAIError
+from modelplane.server.metrics import ANONYMOUS_KEY
 from modelplane.server.request_record import RequestRecord
 from modelplane.server.state import ServerState
 from modelplane.server.usage import log_usage
@@ -84,7 +85,10 @@ class RequestMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 response["status"] = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), id_header]}
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", ()), id_header],
+                }
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 response["complete"] = True
             await send(message)
@@ -102,6 +106,8 @@ class RequestMiddleware:
             record.key_name = state.auth.authenticate(authorization)
             if generation:
                 state.require_engine()
+                if state.rate_limits.enabled:
+                    state.rate_limits.admit(record.key_name or ANONYMOUS_KEY)
                 state.request_started()
                 counted = True
                 async with state.limiter.slot():
@@ -109,10 +115,16 @@ class RequestMiddleware:
             else:
                 await self.guarded(scope, receive, send_with_id, response, request_id)
         except OpenAIError as error:
-            await send_error(send_with_id, error)
+            if response["status"]:  # too late for an error response: the body has begun
+                logger.warning("Request %s failed mid-response: %s", request_id, error.message)
+            else:
+                await send_error(send_with_id, error)
         finally:
             if counted:
                 state.request_finished()
+                if state.rate_limits.enabled:
+                    tokens = record.prompt_tokens + record.completion_tokens
+                    state.rate_limits.charge(record.key_name or ANONYMOUS_KEY, tokens)
             record.finished_at = time.perf_counter()
             record.status_code = (
                 response["status"] if response["complete"] else CLIENT_CLOSED_REQUEST
@@ -121,7 +133,12 @@ class RequestMiddleware:
             log_usage(record)
 
     async def guarded(
-        self, scope: Scope, receive: Receive, send: Send, response: dict[str, Any], request_id: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        response: dict[str, Any],
+        request_id: str,
     ) -> None:
         """Run the app; a bug becomes a 500 in OpenAI's shape, its traceback stays in the log."""
         try:
@@ -132,5 +149,6 @@ class RequestMiddleware:
             logger.exception("Unhandled error in request %s", request_id)
             if not response["status"]:
                 await send_error(
-                    send, InternalError("The server had an error processing the request.")
+                    send,
+                    InternalError("The server had an error processing the request."),
                 )

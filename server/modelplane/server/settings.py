@@ -44,6 +44,8 @@ class ServerSettings:
     log_level: str = "info"
     lora_modules: list[LoRAModule] = field(default_factory=list)
     drain_timeout: float = 30.0
+    rate_limit_requests_per_minute: int | None = None
+    rate_limit_tokens_per_minute: int | None = None
 
     @property
     def base_url(self) -> str:

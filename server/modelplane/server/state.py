@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from modelplane.server.auth import ApiKeyAuth
 from modelplane.server.errors import ServiceUnavailable
-from modelplane.server.limits import ConcurrencyLimiter
+from modelplane.server.limits import ConcurrencyLimiter, KeyRateLimiter
 from modelplane.server.metrics import ServerMetrics, default_metrics
 from modelplane.server.settings import ServerSettings
 
@@ -30,6 +30,7 @@ class ServerState:
     settings: ServerSettings
     auth: ApiKeyAuth
     limiter: ConcurrencyLimiter
+    rate_limits: KeyRateLimiter
     metrics: ServerMetrics
     phase: Phase = Phase.LOADING
     engine: Engine | None = None
@@ -69,5 +70,9 @@ def init_state(settings: ServerSettings) -> ServerState:
         settings=settings,
         auth=ApiKeyAuth(settings.api_keys),
         limiter=ConcurrencyLimiter(settings.max_concurrent_requests, settings.max_queued_requests),
+        rate_limits=KeyRateLimiter(
+            settings.rate_limit_requests_per_minute,
+            settings.rate_limit_tokens_per_minute,
+        ),
         metrics=default_metrics(),
     )
