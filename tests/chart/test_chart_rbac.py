@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from delivery_checks import EXAMPLES, RELEASE_NAMESPACE, Manifest, by_kind, load_yaml_documents, one
+
 from modelplane.operator import handlers, kube
 from modelplane.operator import spec as specmod
 from modelplane.operator.cli import settings_from_args

@@ -23,6 +23,7 @@ from delivery_checks import (
     run_helm,
     validate_kubernetes,
 )
+
 from modelplane.operator.spec import parse_spec
 
 DIGEST = "sha256:" + "a" * 64

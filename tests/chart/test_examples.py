@@ -17,6 +17,7 @@ from delivery_checks import (
     load_yaml_documents,
     validate_kubernetes,
 )
+
 from modelplane.operator import handlers
 from modelplane.operator import spec as specmod
 from modelplane.operator.resources import Owner, plan_children

@@ -1,6 +1,7 @@
 """handlers.py's pure parts (the handlers themselves run in test_operator_integration.py)."""
 
 import pytest
+
 from modelplane.operator.handlers import MAX_RETRY_DELAY_SECONDS, retry_delay, validated_spec
 from modelplane.operator.spec import SpecError
 

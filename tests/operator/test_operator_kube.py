@@ -4,6 +4,7 @@ import socket
 
 import kubernetes
 import pytest
+
 from modelplane.operator.kube import Kube, KubeError, contains, controller_uid, resource_path
 
 

@@ -10,6 +10,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+
 from modelplane.operator import crd
 from modelplane.operator.resources import Owner, plan_children
 from modelplane.operator.spec import CROSS_FIELD_RULES, SpecError, parse_spec

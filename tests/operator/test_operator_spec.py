@@ -1,6 +1,7 @@
 """The typed spec: defaults, derived values and validation errors that name the field."""
 
 import pytest
+
 from modelplane.operator.spec import SpecError, parse_spec
 
 MINIMAL = {"model": {"uri": "hf://Qwen/Qwen3-8B"}}

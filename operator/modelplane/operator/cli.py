@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 
 import kopf
+
 from modelplane.operator import handlers, metrics
 from modelplane.operator.kube import Kube
 from modelplane.operator.settings import OperatorSettings

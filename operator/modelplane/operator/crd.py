@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 import yaml
+
 from modelplane.operator import spec as specmod
 from modelplane.operator.status import ModelDeploymentStatus
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import kopf
+
 from modelplane.operator import metrics
 from modelplane.operator import spec as specmod
 from modelplane.operator.kube import Kube, KubeError, contains

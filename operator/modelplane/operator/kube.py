@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import kubernetes
 import urllib3
+
 from modelplane.operator import spec as specmod
 from modelplane.operator.last_applied import stale_keys, three_way_patch, with_last_applied
 from modelplane.operator.resources import ChildRef
