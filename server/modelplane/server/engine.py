@@ -229,8 +229,13 @@ async def open_engine(
     if lora_modules and not engine_args.enable_lora:
         raise ValueError("--lora-modules needs --enable-lora")
     lora_requests = build_lora_requests(lora_modules)
-    vllm_config = engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
-    llm = AsyncLLM.from_vllm_config(
+    # Loading takes from seconds to minutes: build the engine off the event loop so that
+    # /health answers and /ready says 503 (not a timeout) while the model loads.
+    vllm_config = await asyncio.to_thread(
+        engine_args.create_engine_config, usage_context=UsageContext.OPENAI_API_SERVER
+    )
+    llm = await asyncio.to_thread(
+        AsyncLLM.from_vllm_config,
         vllm_config=vllm_config,
         usage_context=UsageContext.OPENAI_API_SERVER,
         enable_log_requests=engine_args.enable_log_requests,
