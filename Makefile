@@ -47,9 +47,9 @@ serve: model ## Serve the bundled model on http://127.0.0.1:8000/v1
 	@echo "Starting modelplane-server on http://$(HOST):$(PORT) (first start takes ~30 s). When it logs 'ready', try:"
 	@echo
 	@echo "  curl http://$(HOST):$(PORT)/v1/chat/completions -H 'Content-Type: application/json' \\"
-	@echo "    -d '{\"model\": \"smollm2-135m-instruct\", \"messages\": [{\"role\": \"user\", \"content\": \"What is the capital of France?\"}]}'"
+	@echo "    -d '{\"model\": \"smollm2-135m-instruct\", \"messages\": [{\"role\": \"user\", \"content\": \"What is the capital of France?\"}], \"temperature\": 0}'"
 	@echo
-	@echo "  python -c 'from openai import OpenAI; c = OpenAI(base_url=\"http://$(HOST):$(PORT)/v1\", api_key=\"none\"); print(c.chat.completions.create(model=\"smollm2-135m-instruct\", messages=[{\"role\": \"user\", \"content\": \"What is the capital of France?\"}]).choices[0].message.content)'"
+	@echo "  python -c 'from openai import OpenAI; c = OpenAI(base_url=\"http://$(HOST):$(PORT)/v1\", api_key=\"none\"); print(c.chat.completions.create(model=\"smollm2-135m-instruct\", messages=[{\"role\": \"user\", \"content\": \"What is the capital of France?\"}], temperature=0).choices[0].message.content)'"
 	@echo
 	$(VENV)/bin/modelplane-server --host $(HOST) --port $(PORT) $(SERVE_ENGINE_FLAGS) $(ARGS)
 
