@@ -10,14 +10,16 @@ import threading
 import time
 
 import httpx
+import orjson
 import pytest
-from server_harness import RunningServer
+from server_harness import RunningServer, log_tail, metric_value
 
 from modelplane.server import cli
 from modelplane.server.lifecycle import drain
 from modelplane.server.state import Phase, init_state
 
 MODEL = "smollm2-135m-instruct"
+LONG_REQUEST_TOKENS = 300
 
 
 async def test_drain_waits_for_in_flight_requests_then_returns() -> None:
@@ -30,38 +32,93 @@ async def test_drain_waits_for_in_flight_requests_then_returns() -> None:
     assert await drain(state, timeout=0.2) is True
 
 
+def wait_until_idle(server: RunningServer, timeout: float = 120) -> None:
+    """No request of an earlier test may still be running: the drain would wait for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        metrics = httpx.get(f"{server.base_url}/metrics", timeout=30).text
+        if metric_value(metrics, "modelplane_requests_in_flight") == 0:
+            return
+        assert time.monotonic() < deadline, "the server never became idle"
+        time.sleep(0.1)
+
+
+class StreamingRequest(threading.Thread):
+    """A long streamed completion; `generating` is set once its first token has arrived."""
+
+    def __init__(self, server: RunningServer) -> None:
+        super().__init__(daemon=True)
+        self.server = server
+        self.generating = threading.Event()
+        self.status_code = 0
+        self.tokens = 0
+        self.finish_reason: str | None = None
+        self.done = False
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        body = {
+            "model": MODEL,
+            "prompt": "Count to ten:",
+            "max_tokens": LONG_REQUEST_TOKENS,
+            "ignore_eos": True,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        headers = {"Authorization": f"Bearer {self.server.key}"}
+        try:
+            with httpx.stream(
+                "POST",
+                f"{self.server.api_url}/completions",
+                json=body,
+                headers=headers,
+                timeout=120,
+            ) as response:
+                self.status_code = response.status_code
+                for line in response.iter_lines():
+                    if not line.startswith("data: "):
+                        continue
+                    if line == "data: [DONE]":
+                        self.done = True
+                        continue
+                    chunk = orjson.loads(line.removeprefix("data: "))
+                    if chunk["choices"]:
+                        self.generating.set()
+                        self.finish_reason = chunk["choices"][0]["finish_reason"] or None
+                    if chunk.get("usage"):
+                        self.tokens = chunk["usage"]["completion_tokens"]
+        except BaseException as error:  # reported by the test, not lost in the thread
+            self.error = error
+        finally:
+            self.generating.set()
+
+
 @pytest.mark.slow
 def test_sigterm_drains_in_flight_requests_then_exits_0(server: RunningServer) -> None:
-    headers = {"Authorization": f"Bearer {server.key}"}
-    body = {"model": MODEL, "prompt": "Count to ten:", "max_tokens": 300, "ignore_eos": True}
-    result: dict[str, httpx.Response] = {}
-
-    def long_request() -> None:
-        result["response"] = httpx.post(
-            f"{server.api_url}/completions", json=body, headers=headers, timeout=120
-        )
-
-    worker = threading.Thread(target=long_request)
-    worker.start()
-    deadline = time.monotonic() + 30
-    while (
-        "modelplane_requests_in_flight 1.0"
-        not in httpx.get(f"{server.base_url}/metrics", timeout=30).text
-    ):
-        assert time.monotonic() < deadline, "the long request never started"
-        time.sleep(0.05)
+    wait_until_idle(server)
+    long_request = StreamingRequest(server)
+    long_request.start()
+    assert long_request.generating.wait(60), "the long request never started generating"
+    assert long_request.error is None, long_request.error
 
     server.process.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    assert httpx.get(f"{server.base_url}/ready", timeout=30).status_code == 503
+    try:
+        ready = httpx.get(f"{server.base_url}/ready", timeout=30)
+    except httpx.ConnectError:
+        pytest.fail(f"the server stopped listening during the drain:\n{log_tail(server.log_path)}")
+    assert ready.status_code == 503
+    headers = {"Authorization": f"Bearer {server.key}"}
+    body = {"model": MODEL, "prompt": "Count to ten:", "max_tokens": 5}
     refused = httpx.post(f"{server.api_url}/completions", json=body, headers=headers, timeout=30)
     assert refused.status_code == 503
     assert refused.json()["error"]["type"] == "service_unavailable"
     assert refused.headers["x-request-id"]
 
-    worker.join(120)
-    response = result["response"]
-    assert response.status_code == 200
-    assert response.json()["usage"]["completion_tokens"] == 300
-    assert server.process.wait(60) == 0
+    long_request.join(120)
+    assert long_request.error is None, long_request.error
+    assert long_request.status_code == 200
+    assert long_request.tokens == LONG_REQUEST_TOKENS
+    assert long_request.finish_reason == "length"
+    assert long_request.done
+    assert server.process.wait(60) == 0, log_tail(server.log_path)
     assert "Drained" in server.log_text()
