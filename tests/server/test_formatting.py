@@ -373,7 +373,7 @@ async def test_engine_error_mid_stream_is_an_error_frame_then_done() -> None:
     ]
     assert orjson.loads(frames[0][6:])["choices"][0]["delta"]["role"] == "assistant"
     assert orjson.loads(frames[1][6:])["choices"][0]["delta"] == {"content": "Hel"}
-    assert orjson.loads(frames[-2][6:])["error"]["type"] == "internal_error"
+    assert orjson.loads(frames[-2][6:])["error"]["type"] == "server_error"
     assert frames[-1] == DONE_FRAME
     assert record.completion_tokens == 1
     assert record.first_token_at is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import orjson
 
 from modelplane.server.engine import Engine
-from modelplane.server.errors import InternalError, InvalidRequest, OpenAIError
+from modelplane.server.errors import InvalidRequest
 from modelplane.server.generation import (
     ChunkWriter,
     first_output,
@@ -27,7 +26,7 @@ from modelplane.server.protocol import (
 )
 from modelplane.server.request_record import RequestRecord
 from modelplane.server.sampling import chat_sampling_params, resolve_max_tokens
-from modelplane.server.sse import DONE_FRAME, error_frame
+from modelplane.server.sse import finish_stream
 from modelplane.server.tools import (
     might_be_tool_call,
     parse_auto_tool_calls,
@@ -35,8 +34,6 @@ from modelplane.server.tools import (
     tool_call,
     tools_system_note,
 )
-
-logger = logging.getLogger(__name__)
 
 # `chat_template_kwargs` may set template variables, never replace the template or the call's
 # own arguments (a client-supplied template is code the operator did not approve).
@@ -319,7 +316,7 @@ class ChoiceStream:
         return entries
 
 
-async def stream_chat_completion(
+def stream_chat_completion(
     request: ChatCompletionRequest,
     engine: Engine,
     record: RequestRecord,
@@ -334,46 +331,52 @@ async def stream_chat_completion(
     writer = ChunkWriter(
         response_id, "chat.completion.chunk", created, request.model, include_usage
     )
+    return finish_stream(
+        chat_chunks(request, engine, record, outputs, first, writer),
+        outputs,
+        usage_frame=writer.usage_frame(record) if include_usage else None,
+        request_id=record.request_id,
+    )
+
+
+async def chat_chunks(
+    request: ChatCompletionRequest,
+    engine: Engine,
+    record: RequestRecord,
+    outputs: AsyncIterator[Any],
+    first: Any,
+    writer: ChunkWriter,
+) -> AsyncIterator[bytes]:
+    """The chunks of a chat stream: one choice per chunk, as OpenAI sends them."""
     streams = [ChoiceStream(request, index) for index in range(request.n)]
     top_logprobs = request.top_logprobs or 0
     tokenizer = engine.tokenizer
     hidden_ids = engine.special_token_ids if request.skip_special_tokens else frozenset()
-    try:
-        for stream in streams:
-            yield writer.chunk([stream.role_entry()])
-        output = first
-        while output is not None:
-            entries: list[dict[str, Any]] = []
-            for completion in output.outputs:
-                stream = streams[completion.index]
-                if completion.token_ids:
-                    record.mark_first_token()
-                    record.completion_tokens += len(completion.token_ids)
-                logprobs = None
-                if request.logprobs and completion.logprobs is not None:
-                    logprobs = chat_logprobs(
-                        completion.token_ids,
-                        completion.logprobs,
-                        top_logprobs,
-                        tokenizer,
-                        hidden_ids,
-                    )["content"]
-                entries.extend(stream.delta_entries(completion.text, logprobs))
-                if completion.finish_reason is not None:
-                    entries.extend(stream.finish_entries(completion.finish_reason))
-            for entry in entries:  # one choice per chunk, as OpenAI sends them
-                yield writer.chunk([entry])
-            output = await anext(outputs, None)
-        if include_usage:
-            yield writer.usage_chunk(usage(record.prompt_tokens, record.completion_tokens))
-    except OpenAIError as error:
-        yield error_frame(error)
-    except Exception:
-        logger.exception("chat stream %s failed", record.request_id)
-        yield error_frame(InternalError("The stream failed."))
-    finally:
-        await outputs.aclose()  # type: ignore[attr-defined]
-    yield DONE_FRAME
+    for stream in streams:
+        yield writer.chunk([stream.role_entry()])
+    output = first
+    while output is not None:
+        entries: list[dict[str, Any]] = []
+        for completion in output.outputs:
+            stream = streams[completion.index]
+            if completion.token_ids:
+                record.mark_first_token()
+                record.completion_tokens += len(completion.token_ids)
+            logprobs = None
+            if request.logprobs and completion.logprobs is not None:
+                logprobs = chat_logprobs(
+                    completion.token_ids,
+                    completion.logprobs,
+                    top_logprobs,
+                    tokenizer,
+                    hidden_ids,
+                )["content"]
+            entries.extend(stream.delta_entries(completion.text, logprobs))
+            if completion.finish_reason is not None:
+                entries.extend(stream.finish_entries(completion.finish_reason))
+        for entry in entries:
+            yield writer.chunk([entry])
+        output = await anext(outputs, None)
 
 
 # --- endpoint ---------------------------------------------------------------------------------

@@ -273,18 +273,44 @@ def cpu_defaults(environ: Mapping[str, str], total_memory_bytes: int) -> dict[st
     return chosen
 
 
-def apply_machine_defaults() -> None:
-    """On a machine without a GPU, set the CPU engine's defaults (and say which)."""
+# Flags that decide how the model is compiled: when the user gave one, the CPU default is off.
+COMPILATION_FLAGS = ("--enforce-eager", "--no-enforce-eager", "--compilation-config")
+
+
+def cpu_eager_default(argv: Sequence[str], environ: Mapping[str, str]) -> list[str]:
+    """`--enforce-eager` unless the user chose a compilation mode (flag or MODELPLANE_ env var).
+
+    On CPU, torch.compile costs minutes at start-up and on the first requests; eager mode
+    starts in ~20 s. `--no-enforce-eager` brings compilation back.
+    """
+    chosen = (
+        any(
+            token == flag or token.startswith((f"{flag}=", f"{flag}."))
+            for token in argv
+            for flag in COMPILATION_FLAGS
+        )
+        or any(token.startswith("-O") for token in argv)
+        or any(f"{ENV_PREFIX}{name}" in environ for name in ("ENFORCE_EAGER", "COMPILATION_CONFIG"))
+    )
+    return [] if chosen else ["--enforce-eager"]
+
+
+def apply_machine_defaults(argv: Sequence[str]) -> list[str]:
+    """On a machine without a GPU, set the CPU engine's defaults (and say which); the argv."""
     from vllm.platforms import current_platform
 
     if not current_platform.is_cpu():
-        return
+        return list(argv)
     import psutil
 
     chosen = cpu_defaults(os.environ, psutil.virtual_memory().total)
     os.environ.update(chosen)
     for name, value in chosen.items():
         logger.info("No GPU: %s=%s (set it to override)", name, value)
+    extra = cpu_eager_default(argv, os.environ)
+    if extra:
+        logger.info("No GPU: --enforce-eager (pass --no-enforce-eager to compile the model)")
+    return [*extra, *argv]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -294,9 +320,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Before vLLM is imported: it configures its loggers on import.
     configure_logging(early_log_format(argv, os.environ))
+    argv = apply_machine_defaults(argv)
     args = parse_args(argv, os.environ)
     configure_logging(args.log_format, log_level(args))
-    apply_machine_defaults()
     try:
         settings = build_settings(args)
     except (ValueError, OSError) as error:

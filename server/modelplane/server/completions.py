@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from vllm.utils.async_utils import merge_async_iterators
 
 from modelplane.server.engine import Engine
-from modelplane.server.errors import InternalError, InvalidRequest, OpenAIError
+from modelplane.server.errors import InvalidRequest
 from modelplane.server.generation import (
     ChunkWriter,
     first_output,
@@ -21,9 +20,7 @@ from modelplane.server.generation import (
 from modelplane.server.protocol import CompletionRequest
 from modelplane.server.request_record import RequestRecord
 from modelplane.server.sampling import completion_sampling_params, resolve_max_tokens
-from modelplane.server.sse import DONE_FRAME, error_frame
-
-logger = logging.getLogger(__name__)
+from modelplane.server.sse import finish_stream
 
 
 def prompt_token_lists(prompt: Any, tokenizer: Any) -> list[list[int]]:
@@ -116,7 +113,7 @@ def format_completion(
     }
 
 
-async def stream_completion(
+def stream_completion(
     request: CompletionRequest,
     engine: Engine,
     record: RequestRecord,
@@ -127,62 +124,71 @@ async def stream_completion(
     response_id: str,
     created: int,
 ) -> AsyncIterator[bytes]:
+    """SSE frames: text chunks (one choice each), finish chunks, usage chunk, [DONE]."""
     include_usage = request.include_usage_in_stream
     writer = ChunkWriter(response_id, "text_completion", created, request.model, include_usage)
+    chunks = completion_chunks(request, engine, record, outputs, first, prompt_texts, writer)
+    return finish_stream(
+        chunks,
+        outputs,
+        usage_frame=writer.usage_frame(record) if include_usage else None,
+        request_id=record.request_id,
+    )
+
+
+async def completion_chunks(
+    request: CompletionRequest,
+    engine: Engine,
+    record: RequestRecord,
+    outputs: AsyncIterator[tuple[int, Any]],
+    first: tuple[int, Any],
+    prompt_texts: Sequence[str],
+    writer: ChunkWriter,
+) -> AsyncIterator[bytes]:
+    """The chunks of a completion stream: one choice per chunk, as OpenAI sends them."""
     tokenizer = engine.tokenizer
     hidden_ids = engine.special_token_ids if request.skip_special_tokens else frozenset()
     offsets: dict[int, int] = {}
-    try:
-        item: tuple[int, Any] | None = first
-        while item is not None:
-            prompt_index, output = item
-            entries = []
-            for completion in output.outputs:
-                index = prompt_index * request.n + completion.index
-                if completion.token_ids:
-                    record.mark_first_token()
-                    record.completion_tokens += len(completion.token_ids)
-                text = completion.text
-                if index not in offsets:
-                    echo = prompt_texts[prompt_index] if request.echo else ""
-                    text = echo + text
-                    offsets[index] = len(echo)
-                logprobs = None
-                if request.logprobs is not None and completion.logprobs is not None:
-                    logprobs = completion_logprobs(
-                        completion.token_ids,
-                        completion.logprobs,
-                        offsets[index],
-                        tokenizer,
-                        hidden_ids,
-                    )
-                offsets[index] += len(completion.text)
-                if text or logprobs:
-                    entries.append(
-                        {"index": index, "text": text, "logprobs": logprobs, "finish_reason": None}
-                    )
-                if completion.finish_reason is not None:
-                    entries.append(
-                        {
-                            "index": index,
-                            "text": "",
-                            "logprobs": None,
-                            "finish_reason": completion.finish_reason,
-                        }
-                    )
-            for entry in entries:  # one choice per chunk, as OpenAI sends them
-                yield writer.chunk([entry])
-            item = await anext(outputs, None)
-        if include_usage:
-            yield writer.usage_chunk(usage(record.prompt_tokens, record.completion_tokens))
-    except OpenAIError as error:
-        yield error_frame(error)
-    except Exception:
-        logger.exception("completion stream %s failed", record.request_id)
-        yield error_frame(InternalError("The stream failed."))
-    finally:
-        await outputs.aclose()  # type: ignore[attr-defined]
-    yield DONE_FRAME
+    item: tuple[int, Any] | None = first
+    while item is not None:
+        prompt_index, output = item
+        entries = []
+        for completion in output.outputs:
+            index = prompt_index * request.n + completion.index
+            if completion.token_ids:
+                record.mark_first_token()
+                record.completion_tokens += len(completion.token_ids)
+            text = completion.text
+            if index not in offsets:
+                echo = prompt_texts[prompt_index] if request.echo else ""
+                text = echo + text
+                offsets[index] = len(echo)
+            logprobs = None
+            if request.logprobs is not None and completion.logprobs is not None:
+                logprobs = completion_logprobs(
+                    completion.token_ids,
+                    completion.logprobs,
+                    offsets[index],
+                    tokenizer,
+                    hidden_ids,
+                )
+            offsets[index] += len(completion.text)
+            if text or logprobs:
+                entries.append(
+                    {"index": index, "text": text, "logprobs": logprobs, "finish_reason": None}
+                )
+            if completion.finish_reason is not None:
+                entries.append(
+                    {
+                        "index": index,
+                        "text": "",
+                        "logprobs": None,
+                        "finish_reason": completion.finish_reason,
+                    }
+                )
+        for entry in entries:
+            yield writer.chunk([entry])
+        item = await anext(outputs, None)
 
 
 async def create_completion(

@@ -13,7 +13,7 @@ class OpenAIError(Exception):
     """Base of every error a client may see. Subclasses fix status, type and code."""
 
     status_code: ClassVar[int] = 500
-    error_type: ClassVar[str] = "internal_error"
+    error_type: ClassVar[str] = "server_error"
     code: ClassVar[str | None] = None
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
@@ -85,8 +85,7 @@ class InternalError(OpenAIError):
     """A bug or an engine failure. The message never carries a stack trace."""
 
     status_code = 500
-    error_type = "internal_error"
-    code = "internal_error"
+    error_type = "server_error"  # what OpenAI's API answers with a 500
 
 
 def error_body(

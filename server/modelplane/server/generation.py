@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -111,3 +111,7 @@ class ChunkWriter:
 
     def usage_chunk(self, usage_body: dict[str, int]) -> bytes:
         return self._usage_prefix + orjson.dumps(usage_body) + b"}\n\n"
+
+    def usage_frame(self, record: RequestRecord) -> Callable[[], bytes]:
+        """The usage chunk, made when the stream ends and the record's counts are final."""
+        return lambda: self.usage_chunk(usage(record.prompt_tokens, record.completion_tokens))

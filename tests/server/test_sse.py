@@ -1,0 +1,96 @@
+"""The stream epilogue shared by chat and completions: usage, error frame, engine abort, [DONE]."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import orjson
+
+from modelplane.server.errors import InvalidRequest
+from modelplane.server.sse import DONE_FRAME, finish_stream
+
+
+class EngineOutputs:
+    """Stands in for the engine's output iterator: records whether it was closed (= aborted)."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def __aiter__(self) -> EngineOutputs:
+        return self
+
+    async def __anext__(self) -> None:
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def chunks(*frames: bytes, fail_with: Exception | None = None) -> AsyncIterator[bytes]:
+    for frame in frames:
+        yield frame
+    if fail_with is not None:
+        raise fail_with
+
+
+async def collect(stream: AsyncIterator[bytes]) -> list[bytes]:
+    return [frame async for frame in stream]
+
+
+async def test_chunks_then_usage_then_done_and_the_engine_request_is_closed() -> None:
+    outputs = EngineOutputs()
+    stream = finish_stream(
+        chunks(b"data: 1\n\n", b"data: 2\n\n"),
+        outputs,
+        usage_frame=lambda: b"data: usage\n\n",
+        request_id="r1",
+    )
+    assert await collect(stream) == [b"data: 1\n\n", b"data: 2\n\n", b"data: usage\n\n", DONE_FRAME]
+    assert outputs.closed
+
+
+async def test_no_usage_frame_unless_asked() -> None:
+    stream = finish_stream(
+        chunks(b"data: 1\n\n"), EngineOutputs(), usage_frame=None, request_id="r"
+    )
+    assert await collect(stream) == [b"data: 1\n\n", DONE_FRAME]
+
+
+async def test_an_openai_error_mid_stream_becomes_an_error_frame_then_done() -> None:
+    outputs = EngineOutputs()
+    failing = chunks(b"data: 1\n\n", fail_with=InvalidRequest("bad stop", param="stop"))
+    frames = await collect(
+        finish_stream(failing, outputs, usage_frame=lambda: b"usage", request_id="r")
+    )
+    assert frames[0] == b"data: 1\n\n"
+    error = orjson.loads(frames[1].removeprefix(b"data: "))["error"]
+    assert error == {
+        "message": "bad stop",
+        "type": "invalid_request_error",
+        "param": "stop",
+        "code": None,
+    }
+    assert frames[2:] == [DONE_FRAME]  # no usage after a failure
+    assert outputs.closed
+
+
+async def test_a_bug_mid_stream_is_a_generic_500_frame_without_the_traceback(caplog) -> None:  # type: ignore[no-untyped-def]
+    outputs = EngineOutputs()
+    failing = chunks(fail_with=KeyError("secret internals"))
+    frames = await collect(finish_stream(failing, outputs, usage_frame=None, request_id="r9"))
+    error = orjson.loads(frames[0].removeprefix(b"data: "))["error"]
+    assert error["type"] == "server_error"
+    assert "secret" not in error["message"]
+    assert frames[1:] == [DONE_FRAME]
+    assert outputs.closed
+    assert "stream r9 failed" in caplog.text  # the traceback goes to the log instead
+
+
+async def test_a_client_that_goes_away_closes_the_engine_request() -> None:
+    outputs = EngineOutputs()
+    stream = finish_stream(
+        chunks(b"data: 1\n\n", b"data: 2\n\n"), outputs, usage_frame=None, request_id="r"
+    )
+    assert await anext(stream) == b"data: 1\n\n"
+    await stream.aclose()  # what Starlette does when the client disconnects
+    assert outputs.closed
