@@ -88,6 +88,21 @@ def test_invalid_spec_is_failed_with_spec_valid_false_naming_the_field():
     assert conditions(result)["Ready"]["status"] == "False"
 
 
+def test_invalid_update_keeps_ready_true_while_the_last_valid_deployment_serves():
+    result = status(
+        deployment(ready=1), spec_error="spec.engine.quantization: 'int3' is not one of ..."
+    )
+    assert result["phase"] == "Failed"
+    assert conditions(result)["SpecValid"]["status"] == "False"
+    ready = conditions(result)["Ready"]
+    assert ready["status"] == "True"
+    assert (
+        ready["message"]
+        == "1/1 replicas ready; serving the last valid spec until the spec is fixed"
+    )
+    assert result["readyReplicas"] == 1
+
+
 def test_last_transition_time_moves_only_when_the_status_flips():
     first = status(deployment(ready=1))
     same = status(deployment(ready=1), previous=first, now=LATER)

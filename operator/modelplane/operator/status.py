@@ -142,18 +142,25 @@ def build_status(
     now = now or now_rfc3339()
     old_conditions = list((previous or {}).get("conditions") or [])
     dep_status = (deployment or {}).get("status") or {}
-    if spec_error is not None:
-        phase, reason, message = Phase.failed, "InvalidSpec", spec_error
-        spec_valid = condition(
-            old_conditions, "SpecValid", False, "InvalidSpec", spec_error, observed_generation, now
-        )
-    else:
-        phase, reason, message = deployment_phase(deployment)
+    serving, reason, message = deployment_phase(deployment)
+    if spec_error is None:
+        phase = serving
         spec_valid = condition(
             old_conditions, "SpecValid", True, "Valid", "spec is valid", observed_generation, now
         )
+    else:
+        # The spec cannot be applied: phase Failed. Ready still tells whether the endpoint
+        # answers, since a Deployment made from the last valid spec keeps serving.
+        phase = Phase.failed
+        spec_valid = condition(
+            old_conditions, "SpecValid", False, "InvalidSpec", spec_error, observed_generation, now
+        )
+        if deployment is None:
+            reason, message = "InvalidSpec", spec_error
+        else:
+            message = f"{message}; serving the last valid spec until the spec is fixed"
     ready = condition(
-        old_conditions, "Ready", phase == Phase.ready, reason, message, observed_generation, now
+        old_conditions, "Ready", serving == Phase.ready, reason, message, observed_generation, now
     )
     status: dict[str, Any] = {
         "phase": phase.value,
