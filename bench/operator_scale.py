@@ -134,7 +134,7 @@ def run_operator_scale(count: int = 200, timeout_s: float = 600.0) -> OperatorSc
                 [
                     sys.executable, "-m", "modelplane.operator",
                     "--namespace", NAMESPACE,
-                    "--standalone",
+                    "--no-leader-elect",
                     "--default-image", IMAGE,
                     "--metrics-port", str(metrics_port),
                     "--log-format", "plain",

@@ -81,6 +81,7 @@ TABLE_COLUMNS = (
     ("e2e p50 ms", "e2e_p50_ms"),
     ("e2e p95 ms", "e2e_p95_ms"),
     ("errors", "errors"),
+    ("serving CPU us/token", "serving_cpu_us_per_token"),
 )
 
 
@@ -113,11 +114,13 @@ def format_table(results: dict[str, Any]) -> str:
                 _fmt(r["ttft_p50_ms"], 3),
                 _fmt(r["itl_p50_ms"], 3),
                 _fmt(r["e2e_p50_ms"], 3),
+                _fmt(r["serving_cpu_us_per_token"], 3),
             ]
             for level, r in per_level.items()
         ]
         text += f"\n\n{SYSTEM_LABELS[subject]} / {SYSTEM_LABELS[baseline]}:\n\n" + _markdown(
-            ["conc", "tok/s", "req/s", "TTFT p50", "ITL p50", "e2e p50"], ratio_rows
+            ["conc", "tok/s", "req/s", "TTFT p50", "ITL p50", "e2e p50", "serving CPU/token"],
+            ratio_rows,
         )
     return text
 

@@ -103,8 +103,8 @@ def stop_process_group(process: subprocess.Popen[bytes], grace_s: float = 30.0) 
 @contextlib.contextmanager
 def running_server(
     command: Sequence[str], port: int, env: dict[str, str], ready_timeout_s: float = 600.0
-) -> Iterator[str]:
-    """Run `command` until the block ends; yields the `/v1` base URL once it is ready."""
+) -> Iterator[tuple[str, int]]:
+    """Run `command` until the block ends; yields the `/v1` base URL and its pid once ready."""
     base_url = f"http://127.0.0.1:{port}/v1"
     with tempfile.NamedTemporaryFile(
         prefix="bench-server-", suffix=".log", delete=False
@@ -119,7 +119,7 @@ def running_server(
         )
     try:
         wait_until_ready(process, base_url, log_path, ready_timeout_s)
-        yield base_url
+        yield base_url, process.pid
     except BaseException:
         stop_process_group(process)
         print(f"server log kept at {log_path}", file=sys.stderr)

@@ -17,6 +17,9 @@ LEVEL_METRICS: tuple[str, ...] = (
     "e2e_p50_ms",
     "e2e_p95_ms",
     "errors",
+    # CPU time of the serving process (HTTP, tokenizer, detokenizer; not the engine core, which
+    # is a child process) per output token: the HTTP layer's cost, whatever the engine's speed.
+    "serving_cpu_us_per_token",
 )
 # Metrics where a bigger number is better; for the rest (latencies) smaller is better.
 HIGHER_IS_BETTER = frozenset({"output_tokens_per_s", "requests_per_s"})
@@ -77,9 +80,12 @@ def inter_token_gaps(chunk_times: Sequence[float]) -> list[float]:
     return [later - earlier for earlier, later in itertools.pairwise(chunk_times)]
 
 
-def summarize_level(timings: Iterable[RequestTiming], wall_s: float) -> dict[str, float | int]:
+def summarize_level(
+    timings: Iterable[RequestTiming], wall_s: float, serving_cpu_s: float | None = None
+) -> dict[str, float | int]:
     """The per-level numbers of one system: throughput over the level's wall time, latencies
-    over the successful requests, and the count of failed ones."""
+    over the successful requests, the count of failed ones, and the serving process's CPU
+    seconds (when measured) per output token."""
     timings = list(timings)
     ok = [t for t in timings if t.ok]
     ttfts = [t.ttft_s * 1000 for t in ok if t.ttft_s is not None]
@@ -95,6 +101,9 @@ def summarize_level(timings: Iterable[RequestTiming], wall_s: float) -> dict[str
         "e2e_p50_ms": percentile(e2es, 50),
         "e2e_p95_ms": percentile(e2es, 95),
         "errors": len(timings) - len(ok),
+        "serving_cpu_us_per_token": (
+            serving_cpu_s * 1e6 / tokens if serving_cpu_s is not None and tokens else math.nan
+        ),
     }
 
 

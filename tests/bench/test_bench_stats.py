@@ -77,6 +77,15 @@ def test_summarize_level_counts_only_successful_requests() -> None:
     assert summary["e2e_p50_ms"] == pytest.approx(500.0)
     assert summary["e2e_p95_ms"] == pytest.approx(680.0)  # 300 + 0.95 * 400
     assert summary["errors"] == 1
+    assert math.isnan(float(summary["serving_cpu_us_per_token"]))  # not measured
+
+
+def test_serving_cpu_per_token_counts_only_tokens_of_successful_requests() -> None:
+    timings = [timing(0.0, [0.1, 0.2], 2), timing(0.0, [0.1, 0.2], 2), timing(0.0, [], 0, "x")]
+    summary = summarize_level(timings, wall_s=1.0, serving_cpu_s=0.002)
+    assert summary["serving_cpu_us_per_token"] == pytest.approx(500.0)  # 2 ms over 4 tokens
+    no_tokens = summarize_level([timing(0.0, [], 0, "x")], wall_s=1.0, serving_cpu_s=0.5)
+    assert math.isnan(float(no_tokens["serving_cpu_us_per_token"]))
 
 
 def test_summarize_level_with_every_request_failed_has_nan_latencies() -> None:

@@ -17,6 +17,7 @@ from delivery_checks import EXAMPLES, RELEASE_NAMESPACE, Manifest, by_kind, load
 from modelplane.operator import handlers, kube
 from modelplane.operator import spec as specmod
 from modelplane.operator.cli import settings_from_args
+from modelplane.operator.lease import LeaseClient
 from modelplane.operator.resources import Owner, plan_children
 
 Permissions = dict[tuple[str, str], set[str]]
@@ -88,6 +89,14 @@ def operator_needs() -> Permissions:
     return dict(needs)
 
 
+def leader_election_needs() -> Permissions:
+    """What leader.py does to its Lease: one verb per LeaseClient method (get, create, patch)."""
+    client = LeaseClient(None, "ns", "lease")  # type: ignore[arg-type]
+    _, _apis, group, _version, _namespaces, _namespace, plural = client.collection.split("/")
+    verbs = {name for name in vars(LeaseClient) if not name.startswith("_")}
+    return {(group, plural): verbs}
+
+
 # kube.Kube.crd_exists GETs a CRD; kopf lists and watches CRDs to notice new resources.
 CLUSTER_NEEDS: Permissions = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}
@@ -129,17 +138,24 @@ def test_operator_needs_cover_every_child_kind() -> None:
         assert any(plural == resource for _, plural in needs), resource
 
 
+LEADER_ELECTION_ROLE = "mp-modelplane-operator-leader-election"
+
+
+def watched_roles(objects: list[Manifest], kind: str = "Role") -> list[Manifest]:
+    return [o for o in by_kind(objects, kind) if o["metadata"]["name"] != LEADER_ELECTION_ROLE]
+
+
 def test_cluster_role_grants_exactly_what_the_operator_uses_when_watching_all_namespaces(
     render: Any,
 ) -> None:
     objects = render()
-    assert not by_kind(objects, "Role") and not by_kind(objects, "RoleBinding")
+    assert not watched_roles(objects) and not watched_roles(objects, "RoleBinding")
     assert granted(one(objects, "ClusterRole")) == merge(operator_needs(), CLUSTER_NEEDS)
 
 
 def test_roles_per_watched_namespace_grant_exactly_what_the_operator_uses(render: Any) -> None:
     objects = render({"watchNamespaces": ["models", "models-staging"]})
-    roles = {r["metadata"]["namespace"]: r for r in by_kind(objects, "Role")}
+    roles = {r["metadata"]["namespace"]: r for r in watched_roles(objects)}
     assert set(roles) == {"models", "models-staging"}
     for role in roles.values():
         assert granted(role) == operator_needs()
@@ -153,30 +169,55 @@ def test_bindings_bind_the_operator_service_account_to_its_roles(render: Any) ->
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == account["name"]
     subject = {"kind": "ServiceAccount", "name": account["name"], "namespace": RELEASE_NAMESPACE}
-    bindings = by_kind(objects, "RoleBinding")
+    bindings = watched_roles(objects, "RoleBinding")
     assert {b["metadata"]["namespace"] for b in bindings} == {"models", "models-staging"}
     for binding in bindings:
         assert binding["subjects"] == [subject]
         assert binding["roleRef"]["kind"] == "Role"
-        assert binding["roleRef"]["name"] == by_kind(objects, "Role")[0]["metadata"]["name"]
+        assert binding["roleRef"]["name"] == watched_roles(objects)[0]["metadata"]["name"]
     cluster_binding = one(objects, "ClusterRoleBinding")
     assert cluster_binding["subjects"] == [subject]
     assert cluster_binding["roleRef"]["name"] == one(objects, "ClusterRole")["metadata"]["name"]
 
 
 @pytest.mark.parametrize("watch", [[], ["models"]])
-def test_peering_adds_only_kopf_peering_objects(render: Any, watch: list[str]) -> None:
-    values = {"watchNamespaces": watch, "operator": {"peering": True}}
-    objects = render(values)
-    without = render({"watchNamespaces": watch})
-    kind = "Role" if watch else "ClusterRole"
-    extra = {
-        key: verbs
-        for key, verbs in granted(one(objects, kind)).items()
-        if granted(one(without, kind)).get(key) != verbs
+def test_leader_election_may_use_only_its_own_lease_in_the_release_namespace(
+    render: Any, watch: list[str]
+) -> None:
+    objects = render({"watchNamespaces": watch})
+    settings = settings_from_args(container_args(objects))
+    roles = [r for r in by_kind(objects, "Role") if r["metadata"]["name"] == LEADER_ELECTION_ROLE]
+    (role,) = roles
+    assert role["metadata"]["namespace"] == RELEASE_NAMESPACE == settings.leader_election_namespace
+    verbs: set[str] = set()
+    for rule in role["rules"]:
+        assert (rule["apiGroups"], rule["resources"]) == (["coordination.k8s.io"], ["leases"])
+        assert "*" not in rule["verbs"]
+        verbs |= set(rule["verbs"])
+        # A create cannot be limited to a name; everything else is limited to the one Lease.
+        if rule["verbs"] != ["create"]:
+            assert rule["resourceNames"] == [settings.leader_election_id]
+    assert {("coordination.k8s.io", "leases"): verbs} == leader_election_needs()
+    (binding,) = [
+        b for b in by_kind(objects, "RoleBinding") if b["metadata"]["name"] == LEADER_ELECTION_ROLE
+    ]
+    assert binding["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": LEADER_ELECTION_ROLE,
     }
-    plural = "kopfpeerings" if watch else "clusterkopfpeerings"
-    assert extra == {("kopf.dev", plural): {"get", "list", "watch", "patch"}}
+    assert binding["subjects"][0]["name"] == one(objects, "ServiceAccount")["metadata"]["name"]
+    # Nothing else anywhere grants leases.
+    for other in by_kind(objects, "Role") + by_kind(objects, "ClusterRole"):
+        if other is not role:
+            assert all("leases" not in rule["resources"] for rule in other["rules"])
+
+
+def test_without_leader_election_no_lease_access_is_granted(render: Any) -> None:
+    objects = render({"operator": {"leaderElection": {"enabled": False}}})
+    assert not by_kind(objects, "Role") and not by_kind(objects, "RoleBinding")
+    assert settings_from_args(container_args(objects)).leader_elect is False
 
 
 def test_rbac_can_be_left_to_the_user(render: Any) -> None:
@@ -202,19 +243,24 @@ def test_default_flags_parse_in_the_operator_cli(render: Any) -> None:
     assert settings.default_image == "ghcr.io/modelplane/modelplane-server:0.1.0"
     assert settings.liveness_endpoint == "http://0.0.0.0:8080/healthz"
     assert settings.metrics_port == 9090
-    assert settings.standalone is True
+    assert settings.leader_elect is True
+    assert settings.leader_election_id == "mp-modelplane-operator"
+    assert (settings.lease_duration, settings.renew_deadline, settings.retry_period) == (15, 10, 2)
     assert settings.log_format == "json"
 
 
 def test_namespaced_flags_parse_in_the_operator_cli(render: Any) -> None:
     values = {
         "watchNamespaces": ["models", "models-staging"],
-        "operator": {"metrics": {"enabled": False, "port": 9090}, "peering": True, "verbose": True},
+        "operator": {
+            "metrics": {"enabled": False, "port": 9090},
+            "verbose": True,
+            "leaderElection": {"leaseDuration": "30s", "renewDeadline": 20, "retryPeriod": "4s"},
+        },
     }
     settings = settings_from_args(container_args(render(values)))
     assert settings.all_namespaces is False
     assert settings.namespaces == ("models", "models-staging")
     assert settings.metrics_port == 0
-    assert settings.standalone is False
-    assert settings.peering_name == "mp-modelplane"
+    assert (settings.lease_duration, settings.renew_deadline, settings.retry_period) == (30, 20, 4)
     assert settings.verbose is True

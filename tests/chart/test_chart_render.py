@@ -51,7 +51,12 @@ ALL_OPTIONS: dict[str, Any] = {
         "imagePullSecrets": ["regcred"],
         "logFormat": "plain",
         "verbose": True,
-        "peering": True,
+        "leaderElection": {
+            "enabled": True,
+            "leaseDuration": "20s",
+            "renewDeadline": "15s",
+            "retryPeriod": "3s",
+        },
         "extraEnv": [{"name": "KOPF_EXTRA", "value": "1"}],
         "probes": {"port": 8081},
         "metrics": {"enabled": True, "port": 9100},
@@ -215,10 +220,33 @@ def test_operator_runs_non_root_read_only_without_privileges(render: Any) -> Non
     assert "limits" in container["resources"] and "requests" in container["resources"]
 
 
-def test_operator_deployment_never_runs_two_operators_during_a_rollout(render: Any) -> None:
+def test_operator_rolls_over_with_leader_election_and_recreates_without(render: Any) -> None:
     deployment = one(render(), "Deployment")
     assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    # The new pod stands by until the old one releases the Lease: no gap, never two leaders.
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    assert "--leader-elect" in operator_container(render())["args"]
+    ha = one(render({"operator": {"replicas": 2}}), "Deployment")
+    assert ha["spec"]["replicas"] == 2
+    single = one(render({"operator": {"leaderElection": {"enabled": False}}}), "Deployment")
+    assert single["spec"]["strategy"] == {"type": "Recreate"}
+    assert "--no-leader-elect" in single["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_operator_pods_know_their_name_and_namespace(render: Any) -> None:
+    env = {e["name"]: e for e in operator_container(render())["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+
+
+def test_two_replicas_without_leader_election_fail_with_a_clear_message(render: Any) -> None:
+    values = {"operator": {"replicas": 2, "leaderElection": {"enabled": False}}}
+    result = render.raw(values)
+    assert result.returncode != 0
+    assert "operator.replicas > 1 needs operator.leaderElection.enabled" in result.stderr
 
 
 def test_liveness_probe_targets_the_kopf_liveness_port(render: Any) -> None:
@@ -318,7 +346,9 @@ def test_model_deployment_defaults_to_the_release_namespace(render: Any) -> None
         ({"operator": {"replicass": 2}}, "additional properties 'replicass' not allowed"),
         ({"serviceMonitr": {"enabled": True}}, "additional properties 'serviceMonitr' not allowed"),
         ({"operator": {"replicas": "one"}}, "got string, want integer"),
-        ({"operator": {"replicas": 2}}, "maximum"),
+        ({"operator": {"replicas": -1}}, "minimum"),
+        ({"operator": {"leaderElection": {"enable": True}}}, "additional properties 'enable'"),
+        ({"operator": {"leaderElection": {"retryPeriod": "2 sec"}}}, "does not match pattern"),
         ({"watchNamespaces": "models"}, "got string, want array"),
         ({"watchNamespaces": ["Models_Prod"]}, "does not match pattern"),
         (

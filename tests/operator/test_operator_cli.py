@@ -21,9 +21,9 @@ def test_no_namespace_means_the_whole_cluster(monkeypatch):
 def test_env_provides_defaults(monkeypatch):
     monkeypatch.setenv("MODELPLANE_NAMESPACES", "a,b")
     monkeypatch.setenv("MODELPLANE_DEFAULT_IMAGE", "env:1")
-    settings = settings_from_args(["--liveness", "", "--metrics-port", "0", "--standalone"])
+    settings = settings_from_args(["--liveness", "", "--metrics-port", "0", "--no-leader-elect"])
     assert settings.namespaces == ("a", "b")
     assert settings.default_image == "env:1"
     assert settings.liveness_endpoint is None
     assert settings.metrics_port == 0
-    assert settings.standalone is True
+    assert settings.leader_elect is False

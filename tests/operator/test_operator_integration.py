@@ -2,121 +2,43 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.operator.kube_emulator import Emulator, start_emulator
+from tests.operator.kube_emulator import start_emulator
+from tests.operator.operator_process import (
+    DEPLOYMENTS,
+    IMAGE,
+    MD_PATH,
+    NS,
+    Cluster,
+    OperatorProcess,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
-NS = "default"
-MD_PATH = f"/apis/modelplane.io/v1alpha1/namespaces/{NS}/modeldeployments"
-DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NS}/deployments"
 SERVICES = f"/api/v1/namespaces/{NS}/services"
 HPAS = f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers"
 SCALED_OBJECTS = f"/apis/keda.sh/v1alpha1/namespaces/{NS}/scaledobjects"
 EVENTS = f"/api/v1/namespaces/{NS}/events"
-MERGE = {"Content-Type": "application/merge-patch+json"}
-IMAGE = "registry.example/modelplane-server:test"
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(
-    probe: Callable[[], T | None],
-    timeout: float = 20.0,
-    what: str = "condition",
-    details: Callable[[], Any] | None = None,
-) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(
-        f"timed out after {timeout}s waiting for {what}" + (f": {details()}" if details else "")
-    )
-
-
-class Cluster:
-    """The emulator's REST API as a test sees it."""
-
-    def __init__(self, emulator: Emulator) -> None:
-        self.http = httpx.Client(base_url=emulator.server_url, timeout=10)
-        self.emulator = emulator.emulator
-
-    def get(self, path: str) -> dict[str, Any] | None:
-        response = self.http.get(path)
-        return response.json() if response.status_code == 200 else None
-
-    def create_md(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        body = {
-            "apiVersion": "modelplane.io/v1alpha1",
-            "kind": "ModelDeployment",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": spec,
-        }
-        response = self.http.post(MD_PATH, json=body)
-        assert response.status_code in (200, 201), response.text
-        return response.json()
-
-    def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.http.patch(path, json=body, headers=MERGE)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def md(self, name: str) -> dict[str, Any]:
-        body = self.get(f"{MD_PATH}/{name}")
-        assert body is not None
-        return body
-
-    def wait_get(self, path: str, timeout: float = 20.0) -> dict[str, Any]:
-        return wait_for(lambda: self.get(path), timeout, what=path)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     logs = tmp_path_factory.mktemp("operator")
     with start_emulator(namespaces=[NS], kubeconfig_dir=logs) as emulator:
-        liveness, metrics = free_port(), free_port()
-        env = {**os.environ, "KUBECONFIG": str(emulator.kubeconfig_path)}
-        env.pop("KUBERNETES_SERVICE_HOST", None)
-        log_path = logs / "operator.log"
-        with log_path.open("w") as log:
-            process = subprocess.Popen(
-                [
-                    sys.executable, "-m", "modelplane.operator",
-                    "--namespace", NS,
-                    "--standalone",
-                    "--default-image", IMAGE,
-                    "--liveness", f"http://127.0.0.1:{liveness}/healthz",
-                    "--metrics-port", str(metrics),
-                    "--log-format", "plain",
-                ],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        operator = OperatorProcess(emulator, logs / "operator.log", "--no-leader-elect")
         try:
             cluster = Cluster(emulator)
-            cluster.liveness_url = f"http://127.0.0.1:{liveness}/healthz"  # type: ignore[attr-defined]
-            cluster.metrics_url = f"http://127.0.0.1:{metrics}/metrics"  # type: ignore[attr-defined]
+            cluster.liveness_url = operator.liveness_url  # type: ignore[attr-defined]
+            cluster.metrics_url = operator.metrics_url  # type: ignore[attr-defined]
             # Ready when it reconciles: a first ModelDeployment gets its Deployment.
             cluster.create_md(
                 "warmup", {"model": {"uri": "hf://HuggingFaceTB/SmolLM2-135M-Instruct"}}
@@ -124,14 +46,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             cluster.wait_get(f"{DEPLOYMENTS}/warmup", timeout=60)
             yield cluster
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            if process.returncode not in (0, -15):
-                sys.stderr.write(Path(log_path).read_text()[-5000:])
+            if operator.stop() not in (0, -15):
+                sys.stderr.write(operator.log()[-5000:])
 
 
 def container_of(deployment: dict[str, Any]) -> dict[str, Any]:

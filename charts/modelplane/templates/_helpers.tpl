@@ -75,6 +75,14 @@ modelplane.serviceAccountName: the operator's ServiceAccount, created or brought
 {{- end }}
 
 {{/*
+modelplane.leaseName: the coordination.k8s.io Lease the operator replicas of this release elect
+their leader on (in the release namespace); one per release, so two releases never contend.
+*/}}
+{{- define "modelplane.leaseName" -}}
+{{ include "modelplane.fullname" . }}-operator
+{{- end }}
+
+{{/*
 modelplane.image: an image reference from {repository, tag, digest}; the digest wins over
 the tag, and the tag defaults to the chart's appVersion.
 Usage: include "modelplane.image" (dict "image" .Values.operator.image "context" $)

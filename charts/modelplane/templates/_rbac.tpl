@@ -49,12 +49,21 @@ watches), and tests/chart/test_chart_rbac.py derives the same list from that cod
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-{{- if and .Values.operator.peering .Values.watchNamespaces }}
-# kopf peering in this namespace (cluster-wide operators use ClusterKopfPeerings).
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
 {{- end }}
+
+{{/*
+modelplane.leaderElectionRules: the operator's Lease in the release namespace (leader.py: get it,
+create it when missing, merge-patch it to take over, renew and release). A create cannot be
+limited to a name; the rest is limited to this release's Lease.
+*/}}
+{{- define "modelplane.leaderElectionRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["create"]
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  resourceNames: [{{ include "modelplane.leaseName" . | quote }}]
+  verbs: ["get", "patch"]
 {{- end }}
 
 {{/*
@@ -71,9 +80,5 @@ watched names; without it, it warns and assumes they exist).
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
-{{- else if .Values.operator.peering }}
-- apiGroups: ["kopf.dev"]
-  resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
 {{- end }}
 {{- end }}

@@ -1,17 +1,26 @@
-"""`modelplane-operator` / `python -m modelplane.operator`: flags -> settings -> kopf.run."""
+"""`modelplane-operator` / `python -m modelplane.operator`: flags -> settings -> kopf.
+
+With leader election (the default) kopf starts only once this process holds the Lease.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import dataclasses
 import logging
+import os
+import sys
 from collections.abc import Sequence
 
 import kopf
 
-from modelplane.operator import handlers, metrics
+from modelplane.operator import handlers, leader, metrics
 from modelplane.operator.kube import Kube
-from modelplane.operator.settings import OperatorSettings
+from modelplane.operator.settings import OperatorSettings, seconds
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,13 +64,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--metrics-port", type=int, default=env.metrics_port, help="Prometheus port (0 disables)."
     )
-    parser.add_argument(
-        "--peering",
-        default=env.peering_name,
-        help="kopf peering object name: with the KopfPeering CRD installed, only one replica acts.",
+    election = parser.add_argument_group(
+        "leader election", "Only the holder of a coordination.k8s.io/v1 Lease reconciles."
     )
-    parser.add_argument(
-        "--standalone", action="store_true", help="Ignore peering (a single replica only)."
+    election.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=env.leader_elect,
+        help="Elect a leader among replicas (default on; env MODELPLANE_LEADER_ELECT). "
+        "--no-leader-elect for a single local process.",
+    )
+    election.add_argument(
+        "--standalone",
+        dest="leader_elect",
+        action="store_false",
+        help="Deprecated alias of --no-leader-elect.",
+    )
+    election.add_argument(
+        "--leader-election-namespace",
+        default=env.leader_election_namespace,
+        help="Namespace of the Lease (default: $POD_NAMESPACE, else the first --namespace, "
+        "else the kubeconfig's namespace or 'default').",
+    )
+    election.add_argument(
+        "--leader-election-id",
+        default=env.leader_election_id,
+        help="Name of the Lease; replicas sharing it elect one leader (default %(default)s).",
+    )
+    election.add_argument(
+        "--leader-elect-lease-duration",
+        type=seconds,
+        default=env.lease_duration,
+        metavar="SECONDS",
+        help="How long standbys wait after the last renewal before taking over (default 15s).",
+    )
+    election.add_argument(
+        "--leader-elect-renew-deadline",
+        type=seconds,
+        default=env.renew_deadline,
+        metavar="SECONDS",
+        help="The leader exits when it could not renew for this long (default 10s).",
+    )
+    election.add_argument(
+        "--leader-elect-retry-period",
+        type=seconds,
+        default=env.retry_period,
+        metavar="SECONDS",
+        help="Interval of renewals and of acquisition attempts (default 2s).",
     )
     parser.add_argument(
         "--max-workers", type=int, default=OperatorSettings.max_workers, help="Handler threads."
@@ -72,7 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(argv: Sequence[str] | None = None) -> OperatorSettings:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    timings = (
+        args.leader_elect_lease_duration,
+        args.leader_elect_renew_deadline,
+        args.leader_elect_retry_period,
+    )
+    problem = leader.timing_error(*timings)
+    if args.leader_elect and problem:
+        parser.error(f"leader election: {problem}")
     env = OperatorSettings.from_env()
     namespaces = tuple(args.namespaces) if args.namespaces else env.namespaces
     all_namespaces = bool(args.all_namespaces) or not namespaces
@@ -84,8 +142,12 @@ def settings_from_args(argv: Sequence[str] | None = None) -> OperatorSettings:
         resync_seconds=args.resync_seconds,
         liveness_endpoint=args.liveness or None,
         metrics_port=args.metrics_port,
-        peering_name=args.peering,
-        standalone=args.standalone,
+        leader_elect=args.leader_elect,
+        leader_election_namespace=args.leader_election_namespace or None,
+        leader_election_id=args.leader_election_id,
+        lease_duration=args.leader_elect_lease_duration,
+        renew_deadline=args.leader_elect_renew_deadline,
+        retry_period=args.leader_elect_retry_period,
         max_workers=args.max_workers,
         log_format=args.log_format,
         verbose=args.verbose,
@@ -101,13 +163,55 @@ def main(argv: Sequence[str] | None = None) -> None:
     }[settings.log_format]
     kopf.configure(verbose=settings.verbose, log_format=log_format)
     logging.getLogger("modelplane").setLevel(logging.DEBUG if settings.verbose else logging.INFO)
+    if "--standalone" in (sys.argv[1:] if argv is None else argv):
+        log.warning("--standalone is deprecated: use --no-leader-elect")
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings, Kube(pool_size=settings.max_workers))
     metrics.serve(settings.metrics_port, settings.metrics_host)
-    kopf.run(
-        registry=registry,
-        clusterwide=settings.all_namespaces,
-        namespaces=settings.namespaces,
-        liveness_endpoint=settings.liveness_endpoint,
-        standalone=True if settings.standalone else None,
+    if not settings.leader_elect:
+        asyncio.run(run_operator(registry, settings))
+        return
+    config = election_config(settings)
+    # Its own connection: a renewal never queues behind the handlers' API calls.
+    client = leader.LeaseClient(Kube(pool_size=1).api, config.namespace, config.name)
+    leader.run_as_leader(
+        leader.LeaderElector(client, config),
+        lambda stop_flag, ready_flag: run_operator(registry, settings, stop_flag, ready_flag),
+        settings.liveness_endpoint,
     )
+
+
+def election_config(settings: OperatorSettings) -> leader.ElectionConfig:
+    """The Lease this process competes for, under a fresh identity."""
+    return leader.ElectionConfig(
+        namespace=leader.election_namespace(
+            settings.leader_election_namespace,
+            os.environ.get("POD_NAMESPACE"),
+            settings.namespaces,
+            leader.current_config_namespace(),
+        ),
+        name=settings.leader_election_id,
+        identity=leader.default_identity(),
+        lease_duration=settings.lease_duration,
+        renew_deadline=settings.renew_deadline,
+        retry_period=settings.retry_period,
+    )
+
+
+async def run_operator(
+    registry: kopf.OperatorRegistry,
+    settings: OperatorSettings,
+    stop_flag: asyncio.Event | None = None,
+    ready_flag: asyncio.Event | None = None,
+) -> None:
+    """kopf itself, standalone: leader election (if any) happened before it started."""
+    with contextlib.suppress(asyncio.CancelledError):  # as kopf.run: cancelled = stopped
+        await kopf.operator(
+            registry=registry,
+            clusterwide=settings.all_namespaces,
+            namespaces=settings.namespaces,
+            liveness_endpoint=settings.liveness_endpoint,
+            standalone=True,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )

@@ -233,10 +233,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: 
         # not (posting.loggers stays off), so a retried failure is one Event, not one per retry.
         settings.posting.level = logging.WARNING
         settings.execution.max_workers = operator_settings.max_workers
-        settings.peering.name = operator_settings.peering_name
-        settings.peering.mandatory = False
-        settings.peering.standalone = operator_settings.standalone
-        settings.peering.clusterwide = operator_settings.all_namespaces
+        # No kopf peering: replicas elect a leader on a Lease before kopf starts (leader.py).
+        settings.peering.standalone = True
         # Watch streams are re-opened every 10 minutes so a silently dropped connection heals.
         settings.watching.server_timeout = 600
         # kopf waits this long for more events of one object before handling them (default 0.1 s);

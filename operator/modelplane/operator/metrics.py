@@ -1,8 +1,8 @@
-"""Prometheus metrics of the operator: reconciles, errors and their durations."""
+"""Prometheus metrics of the operator: reconciles, errors, their durations, leadership."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter(
     "modelplane_operator_reconciles_total",
@@ -19,6 +19,11 @@ DURATION = Histogram(
     "Time to apply one ModelDeployment's children and status.",
     ["trigger"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+LEADER = Gauge(
+    "modelplane_operator_leader",
+    "1 while this replica holds the leader Lease and reconciles; 0 while it stands by.",
 )
 
 

@@ -5,7 +5,25 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from modelplane.operator.leader import (
+    DEFAULT_LEASE_DURATION,
+    DEFAULT_LEASE_NAME,
+    DEFAULT_RENEW_DEADLINE,
+    DEFAULT_RETRY_PERIOD,
+)
 from modelplane.operator.spec import DEFAULT_IMAGE
+
+TRUE = ("1", "true", "yes")
+_UNITS = (("ms", 0.001), ("s", 1.0), ("m", 60.0))
+
+
+def seconds(text: str | float) -> float:
+    """A duration in seconds from `15`, `15s`, `500ms` or `1m` (Go-style units, one of them)."""
+    value = str(text).strip()
+    for suffix, factor in _UNITS:
+        if value.endswith(suffix) and value[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(value[: -len(suffix)]) * factor
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -21,9 +39,14 @@ class OperatorSettings:
     liveness_endpoint: str | None = "http://0.0.0.0:8080/healthz"
     metrics_port: int = 9090  # 0 disables the Prometheus endpoint
     metrics_host: str = "0.0.0.0"
-    # kopf peering: with the KopfPeering CRD installed, only the highest-priority operator acts.
-    peering_name: str = "modelplane"
-    standalone: bool = False
+    # Only the holder of a coordination.k8s.io Lease reconciles (client-go's leader election);
+    # off for a single local process. The namespace defaults to the pod's (see leader.py).
+    leader_elect: bool = True
+    leader_election_namespace: str | None = None
+    leader_election_id: str = DEFAULT_LEASE_NAME
+    lease_duration: float = DEFAULT_LEASE_DURATION
+    renew_deadline: float = DEFAULT_RENEW_DEADLINE
+    retry_period: float = DEFAULT_RETRY_PERIOD
     # Sync handlers run in threads; one slow API call must not stall the other reconciles.
     max_workers: int = 16
     log_format: str = "json"
@@ -35,9 +58,20 @@ class OperatorSettings:
         namespaces = tuple(n for n in env.get("MODELPLANE_NAMESPACES", "").split(",") if n)
         return cls(
             namespaces=namespaces,
-            all_namespaces=env.get("MODELPLANE_ALL_NAMESPACES", "") in ("1", "true", "yes"),
+            all_namespaces=env.get("MODELPLANE_ALL_NAMESPACES", "").lower() in TRUE,
             default_image=env.get("MODELPLANE_DEFAULT_IMAGE", DEFAULT_IMAGE),
             resync_seconds=float(env.get("MODELPLANE_RESYNC_SECONDS", "0")),
             metrics_port=int(env.get("MODELPLANE_METRICS_PORT", "9090")),
-            peering_name=env.get("MODELPLANE_PEERING", "modelplane"),
+            leader_elect=env.get("MODELPLANE_LEADER_ELECT", "true").lower() in TRUE,
+            leader_election_namespace=env.get("MODELPLANE_LEADER_ELECTION_NAMESPACE") or None,
+            leader_election_id=env.get("MODELPLANE_LEADER_ELECTION_ID") or DEFAULT_LEASE_NAME,
+            lease_duration=seconds(
+                env.get("MODELPLANE_LEADER_ELECT_LEASE_DURATION", DEFAULT_LEASE_DURATION)
+            ),
+            renew_deadline=seconds(
+                env.get("MODELPLANE_LEADER_ELECT_RENEW_DEADLINE", DEFAULT_RENEW_DEADLINE)
+            ),
+            retry_period=seconds(
+                env.get("MODELPLANE_LEADER_ELECT_RETRY_PERIOD", DEFAULT_RETRY_PERIOD)
+            ),
         )

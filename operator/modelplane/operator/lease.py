@@ -1,0 +1,179 @@
+"""The coordination.k8s.io/v1 Lease of leader election: its record (pure) and its API calls.
+
+The record follows client-go's LeaseLock: `holderIdentity`, `leaseDurationSeconds`,
+`acquireTime`, `renewTime` (MicroTime) and `leaseTransitions`. Every patch carries the
+`resourceVersion` it was based on, so the API server rejects one built on a stale read (409).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import kubernetes
+import urllib3
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def micro_time(moment: datetime.datetime) -> str:
+    """A Kubernetes MicroTime: RFC 3339 in UTC with microseconds and `Z`."""
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: Any) -> datetime.datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+
+
+def holder(lease: Mapping[str, Any]) -> str:
+    return str((lease.get("spec") or {}).get("holderIdentity") or "")
+
+
+def is_expired(lease: Mapping[str, Any], now: datetime.datetime) -> bool:
+    """Free to take: no holder, or not renewed within its leaseDurationSeconds."""
+    spec = lease.get("spec") or {}
+    if not spec.get("holderIdentity"):
+        return True
+    renewed = parse_time(spec.get("renewTime")) or parse_time(spec.get("acquireTime"))
+    if renewed is None:
+        return True
+    duration = datetime.timedelta(seconds=float(spec.get("leaseDurationSeconds") or 0))
+    return renewed + duration <= now
+
+
+def _whole_seconds(duration: float) -> int:
+    return max(1, math.ceil(duration))  # leaseDurationSeconds is an int32
+
+
+def new_lease(
+    namespace: str, name: str, identity: str, lease_duration: float, now: datetime.datetime
+) -> dict[str, Any]:
+    """The Lease the first candidate creates, held by it."""
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "modelplane-operator"},
+        },
+        "spec": {
+            "holderIdentity": identity,
+            "leaseDurationSeconds": _whole_seconds(lease_duration),
+            "acquireTime": micro_time(now),
+            "renewTime": micro_time(now),
+            "leaseTransitions": 0,
+        },
+    }
+
+
+def _versioned(lease: Mapping[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch the API server rejects (409) when `lease` is no longer the current version."""
+    version = (lease.get("metadata") or {}).get("resourceVersion")
+    return {"metadata": {"resourceVersion": version}, "spec": spec}
+
+
+def takeover_patch(
+    lease: Mapping[str, Any], identity: str, lease_duration: float, now: datetime.datetime
+) -> dict[str, Any]:
+    """Take an expired or released Lease: a new holder is one more transition."""
+    transitions = int((lease.get("spec") or {}).get("leaseTransitions") or 0)
+    return _versioned(
+        lease,
+        {
+            "holderIdentity": identity,
+            "leaseDurationSeconds": _whole_seconds(lease_duration),
+            "acquireTime": micro_time(now),
+            "renewTime": micro_time(now),
+            "leaseTransitions": transitions + 1,
+        },
+    )
+
+
+def renew_patch(
+    lease: Mapping[str, Any], identity: str, lease_duration: float, now: datetime.datetime
+) -> dict[str, Any]:
+    """Renew a Lease this identity holds."""
+    return _versioned(
+        lease,
+        {
+            "holderIdentity": identity,
+            "leaseDurationSeconds": _whole_seconds(lease_duration),
+            "renewTime": micro_time(now),
+        },
+    )
+
+
+def release_patch(lease: Mapping[str, Any], now: datetime.datetime) -> dict[str, Any]:
+    """Give the Lease up (client-go's ReleaseOnCancel): a standby takes it on its next retry."""
+    return _versioned(
+        lease,
+        {"holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": micro_time(now)},
+    )
+
+
+class LeaseError(Exception):
+    """An API error other than 404 on get and 409 on create/patch, or no answer in time."""
+
+
+class LeaseClient:
+    """GET, POST and merge PATCH of one Lease, each with its own timeout."""
+
+    def __init__(self, api: kubernetes.client.ApiClient, namespace: str, name: str) -> None:
+        self._api = api
+        self.collection = f"/apis/coordination.k8s.io/v1/namespaces/{quote(namespace)}/leases"
+        self.item = f"{self.collection}/{quote(name)}"
+
+    def _request(
+        self, method: str, path: str, timeout: float, body: Any = None, content_type: str = ""
+    ) -> tuple[int, Any]:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        params = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._api.call_api(*params, _request_timeout=max(timeout, 0.1))
+            raw = response.read()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise LeaseError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
+        data = json.loads(text) if text.strip().startswith("{") else text
+        return response.status, data
+
+    def _result(self, method: str, path: str, status: int, data: Any) -> dict[str, Any] | None:
+        if 200 <= status < 300 and isinstance(data, dict):
+            return data
+        if status == 409:
+            return None
+        raise LeaseError(f"{method} {path} -> HTTP {status}: {str(data)[:300]}")
+
+    def get(self, timeout: float) -> dict[str, Any] | None:
+        """The Lease, or None when it does not exist."""
+        status, data = self._request("GET", self.item, timeout)
+        return None if status == 404 else self._result("GET", self.item, status, data)
+
+    def create(self, lease: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """The created Lease, or None when another candidate created it first."""
+        status, data = self._request("POST", self.collection, timeout, lease)
+        return self._result("POST", self.collection, status, data)
+
+    def patch(self, patch: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """The patched Lease, or None when its resourceVersion is stale (409)."""
+        status, data = self._request("PATCH", self.item, timeout, patch, MERGE_PATCH)
+        return self._result("PATCH", self.item, status, data)

@@ -1,0 +1,128 @@
+"""Helpers shared by the tests that run real operator processes against the kmock emulator."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from tests.operator.kube_emulator import Emulator
+
+NS = "default"
+MD_PATH = f"/apis/modelplane.io/v1alpha1/namespaces/{NS}/modeldeployments"
+DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NS}/deployments"
+MERGE = {"Content-Type": "application/merge-patch+json"}
+IMAGE = "registry.example/modelplane-server:test"
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    probe: Callable[[], T | None],
+    timeout: float = 20.0,
+    what: str = "condition",
+    details: Callable[[], Any] | None = None,
+) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}" + (f": {details()}" if details else "")
+    )
+
+
+class Cluster:
+    """The emulator's REST API as a test sees it."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.http = httpx.Client(base_url=emulator.server_url, timeout=10)
+        self.emulator = emulator.emulator
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        response = self.http.get(path)
+        return response.json() if response.status_code == 200 else None
+
+    def create_md(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        body = {
+            "apiVersion": "modelplane.io/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": spec,
+        }
+        response = self.http.post(MD_PATH, json=body)
+        assert response.status_code in (200, 201), response.text
+        return response.json()
+
+    def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.patch(path, json=body, headers=MERGE)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def md(self, name: str) -> dict[str, Any]:
+        body = self.get(f"{MD_PATH}/{name}")
+        assert body is not None
+        return body
+
+    def wait_get(self, path: str, timeout: float = 20.0) -> dict[str, Any]:
+        return wait_for(lambda: self.get(path), timeout, what=path)
+
+
+class OperatorProcess:
+    """`python -m modelplane.operator` against the emulator, its output in a log file."""
+
+    def __init__(
+        self,
+        emulator: Emulator,
+        log_path: Path,
+        *flags: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        liveness, metrics = free_port(), free_port()
+        self.liveness_url = f"http://127.0.0.1:{liveness}/healthz"
+        self.metrics_url = f"http://127.0.0.1:{metrics}/metrics"
+        self.log_path = log_path
+        environment = {**os.environ, "KUBECONFIG": str(emulator.kubeconfig_path), **(env or {})}
+        environment.pop("KUBERNETES_SERVICE_HOST", None)
+        with log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "modelplane.operator",
+                    "--namespace", NS,
+                    "--default-image", IMAGE,
+                    "--liveness", self.liveness_url,
+                    "--metrics-port", str(metrics),
+                    "--log-format", "plain",
+                    *flags,
+                ],
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, then SIGKILL after `timeout`; the exit code."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
