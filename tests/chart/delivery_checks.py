@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import cel
+import crd_checks
 import jsonschema
 import kubernetes_validate
 import yaml
@@ -106,37 +106,8 @@ def one(objects: list[Manifest], kind: str) -> Manifest:
     return found[0]
 
 
-def apply_defaults(schema: Manifest, value: Any) -> Any:
-    """The API server's structural defaulting, which runs before validation and CEL."""
-    if isinstance(value, dict) and "properties" in schema:
-        for key, child_schema in schema["properties"].items():
-            if key not in value and "default" in child_schema:
-                value[key] = copy.deepcopy(child_schema["default"])
-            if key in value:
-                value[key] = apply_defaults(child_schema, value[key])
-    elif isinstance(value, list) and "items" in schema:
-        value = [apply_defaults(schema["items"], item) for item in value]
-    return value
-
-
 def cel_failures(crd: Manifest, obj: Manifest) -> list[str]:
     """Messages of the CRD's CEL rules (x-kubernetes-validations) that the defaulted object breaks."""
     (version,) = [v for v in crd["spec"]["versions"] if v.get("served")]
     schema = version["schema"]["openAPIV3Schema"]
-    defaulted = apply_defaults(schema, copy.deepcopy(obj))
-    failures: list[str] = []
-
-    def visit(node: Manifest, value: Any) -> None:
-        for rule in node.get("x-kubernetes-validations", []):
-            if not cel.evaluate(rule["rule"], {"self": value}):
-                failures.append(rule["message"])
-        if isinstance(value, dict):
-            for key, child_schema in (node.get("properties") or {}).items():
-                if key in value:
-                    visit(child_schema, value[key])
-        elif isinstance(value, list) and "items" in node:
-            for item in value:
-                visit(node["items"], item)
-
-    visit(schema, defaulted)
-    return failures
+    return crd_checks.cel_failures(schema, crd_checks.apply_defaults(schema, copy.deepcopy(obj)))

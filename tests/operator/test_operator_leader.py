@@ -18,6 +18,7 @@ import kubernetes
 import pytest
 
 from modelplane.operator.cli import settings_from_args
+from modelplane.operator.kube import Kube
 from modelplane.operator.leader import (
     ElectionConfig,
     LeaderElector,
@@ -233,7 +234,7 @@ def candidate(
     api: kubernetes.client.ApiClient, lease: str, identity: str, **timings: float
 ) -> LeaderElector:
     config = ElectionConfig(namespace="ops", name=lease, identity=identity, **(SHORT | timings))
-    return LeaderElector(LeaseClient(api, "ops", lease), config)
+    return LeaderElector(LeaseClient(Kube(api), "ops", lease), config)
 
 
 def test_first_candidate_leads_the_second_waits_for_it(api: kubernetes.client.ApiClient) -> None:
@@ -319,7 +320,9 @@ def test_a_leader_that_cannot_reach_the_api_loses_after_the_renew_deadline(
     assert a.try_acquire(timeout=5) is Outcome.LEADING
     config = kubernetes.client.Configuration()
     config.host = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    a.client = LeaseClient(kubernetes.client.ApiClient(configuration=config), "ops", "partition")
+    a.client = LeaseClient(
+        Kube(kubernetes.client.ApiClient(configuration=config)), "ops", "partition"
+    )
     with pytest.raises(LeaseError):
         a.client.get(timeout=1)
     lost: list[str] = []

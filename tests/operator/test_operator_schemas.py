@@ -5,11 +5,12 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import cel
+import crd_checks
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from crd_checks import apply_defaults
 
 from modelplane.operator import crd
 from modelplane.operator.resources import Owner, plan_children
@@ -221,39 +222,14 @@ def test_crd_has_defaults_enums_and_bounds():
     ]
 
 
-def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
-    """What the API server's structural defaulting does before validation and CEL."""
-    if isinstance(value, dict) and "properties" in schema:
-        for key, child in schema["properties"].items():
-            if key not in value and "default" in child:
-                value[key] = copy.deepcopy(child["default"])
-            if key in value:
-                value[key] = apply_defaults(child, value[key])
-    elif isinstance(value, list) and "items" in schema:
-        value = [apply_defaults(schema["items"], item) for item in value]
-    return value
-
-
 def openapi_validator() -> jsonschema.Draft4Validator:
     # OpenAPI v3.0 schemas use draft-4 semantics (boolean exclusiveMinimum).
     return jsonschema.Draft4Validator(crd_schema())
 
 
 def cel_failures(obj: dict[str, Any]) -> list[str]:
-    """Evaluate every x-kubernetes-validations rule where its node exists; return the messages of failures."""
-    failures = []
-
-    def visit(schema: dict[str, Any], value: Any) -> None:
-        for rule in schema.get("x-kubernetes-validations", []):
-            if not cel.evaluate(rule["rule"], {"self": value}):
-                failures.append(rule["message"])
-        if isinstance(value, dict):
-            for key, child in (schema.get("properties") or {}).items():
-                if key in value:
-                    visit(child, value[key])
-
-    visit(crd_schema(), obj)
-    return failures
+    """The messages of the CEL rules the (defaulted) object breaks."""
+    return crd_checks.cel_failures(crd_schema(), obj)
 
 
 @pytest.mark.parametrize("name", list(EXAMPLES))

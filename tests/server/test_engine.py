@@ -54,6 +54,18 @@ def test_unknown_model_is_model_not_found_on_param_model() -> None:
     assert raised.value.param == "model"
 
 
+def test_chat_and_completions_on_an_embedding_model_are_400_naming_the_endpoint() -> None:
+    embedder = engine_with(["e5"], [], is_pooling_model=True)
+    with pytest.raises(InvalidRequest) as raised:
+        embedder.resolve_generation_model("e5")
+    assert raised.value.status_code == 400
+    assert raised.value.param == "model"
+    assert "/v1/embeddings" in raised.value.message
+    with pytest.raises(ModelNotFound):
+        embedder.resolve_generation_model("gpt-4")  # an unknown name is still a 404
+    assert engine_with(["smollm2"], []).resolve_generation_model("smollm2") is None
+
+
 def test_models_listing_has_aliases_then_adapters() -> None:
     engine = engine_with(["smollm2", "default"], [LoRAModulePath("sql", "/a/sql")])
     body = engine.list_models()

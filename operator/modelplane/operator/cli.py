@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     config = election_config(settings)
     # Its own connection: a renewal never queues behind the handlers' API calls.
-    client = leader.LeaseClient(Kube(pool_size=1).api, config.namespace, config.name)
+    client = leader.LeaseClient(Kube(pool_size=1), config.namespace, config.name)
     leader.run_as_leader(
         leader.LeaderElector(client, config),
         lambda stop_flag, ready_flag: run_operator(registry, settings, stop_flag, ready_flag),

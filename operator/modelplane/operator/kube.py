@@ -86,6 +86,9 @@ def controller_uid(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
+REQUEST_TIMEOUT_S = 30.0
+
+
 class Kube:
     """A thin synchronous client on the `kubernetes` package's connection handling and auth."""
 
@@ -111,8 +114,14 @@ class Kube:
             return self._api
 
     def request(
-        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float = REQUEST_TIMEOUT_S,
     ) -> tuple[int, Any]:
+        """(HTTP status, decoded JSON or text); no answer in `timeout` s is KubeError status 0."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
         params = self.api.param_serialize(
             method=method,
@@ -122,11 +131,11 @@ class Kube:
             auth_settings=["BearerToken"],
         )
         try:
-            response = self.api.call_api(*params, _request_timeout=30)
+            response = self.api.call_api(*params, _request_timeout=max(timeout, 0.1))
+            raw = response.read()
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             # Unreachable or timed-out API server: retried with backoff like any API error.
             raise KubeError(0, method, path, f"{type(exc).__name__}: {exc}") from exc
-        raw = response.read()
         text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
         data = json.loads(text) if text.strip().startswith(("{", "[")) else text
         return response.status, data

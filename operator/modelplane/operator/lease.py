@@ -8,16 +8,12 @@ The record follows client-go's LeaseLock: `holderIdentity`, `leaseDurationSecond
 from __future__ import annotations
 
 import datetime
-import json
 import math
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-import kubernetes
-import urllib3
-
-MERGE_PATCH = "application/merge-patch+json"
+from modelplane.operator.kube import MERGE_PATCH, Kube, KubeError
 
 
 def micro_time(moment: datetime.datetime) -> str:
@@ -129,32 +125,23 @@ class LeaseError(Exception):
 class LeaseClient:
     """GET, POST and merge PATCH of one Lease, each with its own timeout."""
 
-    def __init__(self, api: kubernetes.client.ApiClient, namespace: str, name: str) -> None:
-        self._api = api
+    def __init__(self, kube: Kube, namespace: str, name: str) -> None:
+        self._kube = kube
         self.collection = f"/apis/coordination.k8s.io/v1/namespaces/{quote(namespace)}/leases"
         self.item = f"{self.collection}/{quote(name)}"
 
     def _request(
-        self, method: str, path: str, timeout: float, body: Any = None, content_type: str = ""
+        self,
+        method: str,
+        path: str,
+        timeout: float,
+        body: Any = None,
+        content_type: str = "application/json",
     ) -> tuple[int, Any]:
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type or "application/json"
-        params = self._api.param_serialize(
-            method=method,
-            resource_path=path,
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
         try:
-            response = self._api.call_api(*params, _request_timeout=max(timeout, 0.1))
-            raw = response.read()
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise LeaseError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
-        text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
-        data = json.loads(text) if text.strip().startswith("{") else text
-        return response.status, data
+            return self._kube.request(method, path, body, content_type, timeout=timeout)
+        except KubeError as error:  # no answer in time
+            raise LeaseError(str(error)) from error
 
     def _result(self, method: str, path: str, status: int, data: Any) -> dict[str, Any] | None:
         if 200 <= status < 300 and isinstance(data, dict):

@@ -387,12 +387,7 @@ async def create_chat_completion(
 ) -> dict[str, Any] | AsyncIterator[bytes]:
     """Validate, render and submit a chat request; a dict body or an SSE frame iterator."""
     record.model = request.model
-    lora_request = engine.resolve_model(request.model)
-    if engine.is_pooling_model:
-        raise InvalidRequest(
-            f"The model `{request.model}` is an embedding model; use /v1/embeddings.",
-            param="model",
-        )
+    lora_request = engine.resolve_generation_model(request.model)
     _, prompt_ids = build_chat_prompt(request, engine.tokenizer)
     record.prompt_tokens = len(prompt_ids)
     max_tokens = resolve_max_tokens(

@@ -196,12 +196,7 @@ async def create_completion(
 ) -> dict[str, Any] | AsyncIterator[bytes]:
     """Validate, tokenize and submit every prompt; a dict body or an SSE frame iterator."""
     record.model = request.model
-    lora_request = engine.resolve_model(request.model)
-    if engine.is_pooling_model:
-        raise InvalidRequest(
-            f"The model `{request.model}` is an embedding model; use /v1/embeddings.",
-            param="model",
-        )
+    lora_request = engine.resolve_generation_model(request.model)
     if request.echo and request.logprobs is not None:
         raise InvalidRequest("echo together with logprobs is not supported", param="echo")
     tokenizer = engine.tokenizer

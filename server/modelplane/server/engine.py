@@ -83,6 +83,15 @@ class Engine:
             raise ModelNotFound(f"The model `{name}` does not exist.", param="model")
         return lora
 
+    def resolve_generation_model(self, name: str) -> LoRARequest | None:
+        """`resolve_model` for chat and completions, which an embedding model cannot serve."""
+        lora = self.resolve_model(name)
+        if self.is_pooling_model:
+            raise InvalidRequest(
+                f"The model `{name}` is an embedding model; use /v1/embeddings.", param="model"
+            )
+        return lora
+
     def list_models(self) -> dict[str, Any]:
         """The `/v1/models` body: every served alias, then every LoRA adapter."""
         data = [
