@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ class RunningServer:
     base_url: str  # http://127.0.0.1:<port>
     keys: dict[str, str]  # key name -> key
     log_path: Path
+    verify: ssl.SSLContext | bool = True  # httpx's `verify`: trusts a TLS server's CA
 
     @property
     def api_url(self) -> str:
@@ -98,7 +100,8 @@ def wait_until_ready(server: RunningServer, timeout: float = READY_TIMEOUT_S) ->
                 f"ready. Log tail:\n{log_tail(server.log_path)}"
             )
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.base_url}/ready", timeout=2).status_code == 200:
+            ready = httpx.get(f"{server.base_url}/ready", timeout=2, verify=server.verify)
+            if ready.status_code == 200:
                 return
         time.sleep(0.5)
     server.stop()
@@ -113,8 +116,12 @@ def start_server(
     *,
     keys: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
+    ca_file: Path | None = None,
 ) -> RunningServer:
-    """Start `python -m modelplane.server` on a free port and wait until /ready answers 200."""
+    """Start `python -m modelplane.server` on a free port and wait until /ready answers 200.
+
+    With `--ssl-certfile` in `args`, the server speaks HTTPS and `ca_file` verifies it.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     command = [sys.executable, "-m", "modelplane.server", "--host", "127.0.0.1"]
@@ -133,7 +140,14 @@ def start_server(
             env=process_env,
             start_new_session=True,  # its own process group: engine processes die with it
         )
-    server = RunningServer(process, f"http://127.0.0.1:{port}", dict(keys or {}), log_path)
+    scheme = "https" if "--ssl-certfile" in args else "http"
+    server = RunningServer(
+        process,
+        f"{scheme}://127.0.0.1:{port}",
+        dict(keys or {}),
+        log_path,
+        verify=ssl.create_default_context(cafile=str(ca_file)) if ca_file else True,
+    )
     wait_until_ready(server)
     return server
 
