@@ -305,6 +305,37 @@ def test_deleted_child_is_restored(cluster: Cluster) -> None:
     )
 
 
+def test_deleted_scaled_object_and_cache_claim_are_restored(cluster: Cluster) -> None:
+    claims = f"/api/v1/namespaces/{NS}/persistentvolumeclaims"
+    cluster.create_md("falcon", {"model": {"uri": "hf://tiiuae/Falcon3-3B-Instruct"},
+                                  "cache": {"size": "20Gi"},
+                                  "autoscaling": {"provider": "keda", "maxReplicas": 2,
+                                                  "prometheusAddress": "http://prom:9090"}})  # fmt: skip
+    scaled = cluster.wait_get(f"{SCALED_OBJECTS}/falcon")
+    claim = cluster.wait_get(f"{claims}/falcon-cache")
+    assert cluster.http.delete(f"{SCALED_OBJECTS}/falcon").status_code == 200
+    assert cluster.http.delete(f"{claims}/falcon-cache").status_code == 200
+
+    restored = wait_for(
+        lambda: (
+            (o := cluster.get(f"{SCALED_OBJECTS}/falcon"))
+            and o["metadata"]["uid"] != scaled["metadata"]["uid"]
+            and o
+        ),
+        what="the ScaledObject to be recreated",
+    )
+    assert restored["spec"]["maxReplicaCount"] == 2
+    recreated = wait_for(
+        lambda: (
+            (c := cluster.get(f"{claims}/falcon-cache"))
+            and c["metadata"]["uid"] != claim["metadata"]["uid"]
+            and c
+        ),
+        what="the cache claim to be recreated",
+    )
+    assert recreated["spec"]["resources"]["requests"]["storage"] == "20Gi"
+
+
 def test_hand_edited_child_is_restored(cluster: Cluster) -> None:
     cluster.create_md("gemma", {"model": {"uri": "hf://google/gemma-3-4b-it"}})
     cluster.wait_get(f"{SERVICES}/gemma")

@@ -34,17 +34,16 @@ watches), and tests/chart/test_chart_rbac.py derives the same list from that cod
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Applied on each reconcile, not watched.
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
-  verbs: ["get", "create", "patch", "delete"]
-# The model cache claim: created when missing, never patched (its spec is immutable once bound).
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The model cache claim: recreated when missing, never patched (its spec is immutable once bound).
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
-  verbs: ["get", "create"]
+  verbs: ["get", "list", "watch", "create"]
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # Warning Events (InvalidSpec, failed reconciles) through kopf.
 - apiGroups: [""]
   resources: ["events"]

@@ -24,11 +24,16 @@ from modelplane.operator.status import build_status, status_changed
 log = logging.getLogger(__name__)
 
 # Children whose deletion or edit triggers an immediate reconcile of their owner.
+# Every kind the operator makes; kopf serves the optional ones (KEDA, prometheus-operator) once
+# their CRDs exist in the cluster.
 WATCHED_CHILDREN = (
     ("apps", "v1", "deployments"),
     ("", "v1", "services"),
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("policy", "v1", "poddisruptionbudgets"),
+    ("keda.sh", "v1alpha1", "scaledobjects"),
+    ("monitoring.coreos.com", "v1", "servicemonitors"),
+    ("", "v1", "persistentvolumeclaims"),
 )
 # API errors are retried after 10 s, doubling up to 5 minutes: a lasting conflict (a child name
 # another controller owns, a missing RBAC rule) must not hammer the API server.
@@ -178,15 +183,31 @@ def on_child_event(
     except specmod.SpecError:
         return  # an invalid spec changes no children
     owner = Owner.from_body(owner_body)
-    plan = plan_children(owner, spec, default_image=settings.default_image)
-    desired = next(
-        (
-            m
-            for m in plan.apply
-            if m["kind"] == body.get("kind") and m["metadata"]["name"] == meta.get("name")
-        ),
-        None,
+    # An event for a ServiceMonitor means its CRD exists.
+    plan = plan_children(
+        owner, spec, default_image=settings.default_image, service_monitor_available=True
     )
+
+    def planned(manifests: list[dict[str, Any]]) -> dict[str, Any] | None:
+        return next(
+            (
+                m
+                for m in manifests
+                if m["kind"] == body.get("kind") and m["metadata"]["name"] == meta.get("name")
+            ),
+            None,
+        )
+
+    create_only = planned(plan.create)  # the cache PVC: recreated when deleted, never patched
+    if create_only is not None:
+        if event.get("type") == "DELETED":
+            log.info(
+                "%s %s/%s was deleted: recreating it", body.get("kind"), namespace, meta.get("name")
+            )
+            kube.create(create_only)
+            metrics.RECONCILES.labels("drift", "applied").inc()
+        return
+    desired = planned(plan.apply)
     if desired is None:
         return
     live: Mapping[str, Any] = body
