@@ -73,3 +73,6 @@ async def raw_engine(
         yield send
     finally:
         engine.shutdown()
+        # `send` may outlive this block; drop its engine now, while the interpreter is whole:
+        # AsyncLLM.__del__ shuts down again and fails noisily at interpreter exit.
+        engine = None

