@@ -36,6 +36,7 @@ from modelplane.operator.lease import (
     is_expired,
     micro_time,
     new_lease,
+    observed_record,
     release_patch,
     renew_patch,
     takeover_patch,
@@ -71,20 +72,26 @@ def test_micro_time_is_rfc3339_utc_with_microseconds_and_z() -> None:
     assert micro_time(NOW.astimezone(paris)) == "2026-11-26T06:00:00.000123Z"
 
 
-def test_a_lease_expires_lease_duration_after_its_last_renewal() -> None:
+def test_another_holders_lease_expires_by_this_candidates_own_clock() -> None:
+    """client-go's observedTime: lease duration after we last saw it change, on our clock."""
     lease = held("a_1", NOW, duration=15)
-    assert not is_expired(lease, NOW + datetime.timedelta(seconds=14.9))
-    assert is_expired(lease, NOW + datetime.timedelta(seconds=15))
+    assert not is_expired(lease, observed_at=100.0, now=114.9)
+    assert is_expired(lease, observed_at=100.0, now=115.0)
+    # The holder's renewTime plays no part: a skewed clock on its node changes nothing.
+    skewed = held("a_1", NOW - datetime.timedelta(hours=1), duration=15)
+    assert not is_expired(skewed, observed_at=100.0, now=101.0)
 
 
-def test_a_lease_without_holder_or_times_is_free() -> None:
-    assert is_expired(held("", NOW), NOW)
-    assert is_expired({"spec": {"holderIdentity": "a_1"}}, NOW)
-    assert is_expired({}, NOW)
-    # Without renewTime, acquireTime counts (and a second-precision time parses too).
-    lease = {"spec": {"holderIdentity": "a_1", "leaseDurationSeconds": 15,
-                      "acquireTime": "2026-11-26T06:00:00Z"}}  # fmt: skip
-    assert not is_expired(lease, NOW)
+def test_a_record_change_is_what_restarts_the_clock() -> None:
+    lease = held("a_1", NOW)
+    renewed = held("a_1", NOW + datetime.timedelta(seconds=2))
+    assert observed_record(lease) != observed_record(renewed)
+    assert observed_record(lease) == ("a_1", micro_time(NOW), "41")
+
+
+def test_a_lease_without_holder_is_free() -> None:
+    assert is_expired(held("", NOW), observed_at=100.0, now=100.0)
+    assert is_expired({}, observed_at=100.0, now=100.0)
 
 
 def test_the_first_candidate_creates_the_lease_held_by_itself() -> None:
@@ -135,7 +142,7 @@ def test_release_clears_the_holder_like_client_go_release_on_cancel() -> None:
     assert patch["metadata"] == {"resourceVersion": "41"}
     assert patch["spec"]["holderIdentity"] == ""
     assert patch["spec"]["leaseDurationSeconds"] == 1
-    assert is_expired({"spec": patch["spec"]}, NOW)
+    assert is_expired({"spec": patch["spec"]}, observed_at=100.0, now=100.0)
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -326,11 +333,58 @@ def test_a_leader_that_cannot_reach_the_api_loses_after_the_renew_deadline(
     with pytest.raises(LeaseError):
         a.client.get(timeout=1)
     lost: list[str] = []
-    started = time.monotonic()
     a.keep_leading(threading.Event(), lost.append)
-    elapsed = time.monotonic() - started
+    since_renewal = time.monotonic() - a.renewed_at
     assert lost == ["not renewed for 1 s"]
-    assert 0.8 < elapsed < 2.0  # renew deadline 1 s, within a retry period
+    assert 1.0 <= since_renewal < 2.0  # the renew deadline (1 s), within a retry period
+
+
+class HangingClient:
+    """A Lease API whose renewals never answer in time (a black-holed connection)."""
+
+    def __init__(self, hang_s: float) -> None:
+        self.hang_s = hang_s
+
+    def patch(self, patch: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        time.sleep(self.hang_s)  # ignores its timeout, as a stuck socket can
+        raise LeaseError("timed out")
+
+    def get(self, timeout: float) -> dict[str, Any] | None:
+        raise LeaseError("timed out")
+
+
+def test_the_renew_deadline_holds_even_while_a_renewal_hangs(
+    api: kubernetes.client.ApiClient,
+) -> None:
+    a = candidate(api, "hanging", "a_1")
+    assert a.try_acquire(timeout=5) is Outcome.LEADING
+    a.client = HangingClient(hang_s=5.0)  # type: ignore[assignment]
+    lost: list[str] = []
+    stop = threading.Event()
+    renewer = threading.Thread(target=a.keep_leading, args=(stop, lost.append), daemon=True)
+    renewer.start()
+    deadline = a.renewed_at + a.config.renew_deadline
+    while not lost and time.monotonic() < deadline + 2:
+        time.sleep(0.02)
+    assert lost == ["not renewed for 1 s"]
+    assert time.monotonic() - deadline < 0.5  # the watchdog, not the 5 s hang, decided
+    stop.set()
+
+
+def test_an_unexpected_error_while_renewing_ends_the_leadership(
+    api: kubernetes.client.ApiClient,
+) -> None:
+    a = candidate(api, "broken", "a_1")
+    assert a.try_acquire(timeout=5) is Outcome.LEADING
+
+    class Broken:
+        def patch(self, patch: dict[str, Any], timeout: float) -> None:
+            raise ValueError("a malformed answer")
+
+    a.client = Broken()  # type: ignore[assignment]
+    lost: list[str] = []
+    a.keep_leading(threading.Event(), lost.append)
+    assert lost == ["renewing lease ops/broken failed"]
 
 
 def test_the_operator_runs_only_while_leading_and_the_lease_is_released_after(

@@ -89,8 +89,12 @@ def test_invalid_spec_is_failed_with_spec_valid_false_naming_the_field():
 
 
 def test_invalid_update_keeps_ready_true_while_the_last_valid_deployment_serves():
+    served = status(deployment(ready=1), generation=3)
     result = status(
-        deployment(ready=1), spec_error="spec.engine.quantization: 'int3' is not one of ..."
+        deployment(ready=1),
+        spec_error="spec.engine.quantization: 'int3' is not one of ...",
+        previous=served,
+        generation=4,
     )
     assert result["phase"] == "Failed"
     assert conditions(result)["SpecValid"]["status"] == "False"
@@ -101,6 +105,8 @@ def test_invalid_update_keeps_ready_true_while_the_last_valid_deployment_serves(
         == "1/1 replicas ready; serving the last valid spec until the spec is fixed"
     )
     assert result["readyReplicas"] == 1
+    assert ready["observedGeneration"] == 3  # what serves, not the rejected generation 4
+    assert conditions(result)["SpecValid"]["observedGeneration"] == 4
 
 
 def test_last_transition_time_moves_only_when_the_status_flips():

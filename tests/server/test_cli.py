@@ -237,6 +237,7 @@ def test_cpu_runs_eager_unless_a_compilation_mode_was_chosen() -> None:
     assert cli.cpu_eager_default(["--compilation-config", '{"level": 3}'], {}) == []
     assert cli.cpu_eager_default(["--compilation-config.mode=3"], {}) == []
     assert cli.cpu_eager_default([], {"MODELPLANE_ENFORCE_EAGER": "false"}) == []
+    assert cli.cpu_eager_default(["--config", "/nonexistent.yaml"], {}) == ["--enforce-eager"]
     eager = cli.parse_args([*cli.cpu_eager_default([], {}), "--model", "/m"], {})
     assert eager.enforce_eager is True
     compiled = cli.parse_args(["--model", "/m", "--no-enforce-eager"], {})
@@ -254,3 +255,15 @@ def test_bundled_model_defaults_to_the_model_cards_sampling() -> None:
     config = ModelConfig(model=str(default_model_dir()))
     assert config.get_diff_sampling_param() == RECOMMENDED_SAMPLING
     assert RECOMMENDED_SAMPLING == {"temperature": 0.2, "top_p": 0.9}
+
+
+def test_a_vllm_config_file_that_picks_a_compilation_mode_turns_the_cpu_default_off(
+    tmp_path: Path,
+) -> None:
+    compiled = tmp_path / "compiled.yaml"
+    compiled.write_text("enforce_eager: false\nmax-model-len: 2048\n")
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("max-model-len: 2048\n")
+    assert cli.cpu_eager_default(["--config", str(compiled)], {}) == []
+    assert cli.cpu_eager_default([f"--config={compiled}"], {}) == []
+    assert cli.cpu_eager_default(["--config", str(plain)], {}) == ["--enforce-eager"]

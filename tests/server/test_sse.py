@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import orjson
+import pytest
 
 from modelplane.server.errors import InvalidRequest
 from modelplane.server.sse import DONE_FRAME, finish_stream
@@ -92,5 +93,27 @@ async def test_a_client_that_goes_away_closes_the_engine_request() -> None:
         chunks(b"data: 1\n\n", b"data: 2\n\n"), outputs, usage_frame=None, request_id="r"
     )
     assert await anext(stream) == b"data: 1\n\n"
-    await stream.aclose()  # what Starlette does when the client disconnects
+    await stream.aclose()  # what app.EngineStream does when the client has gone
+    assert outputs.closed
+
+
+async def test_a_response_whose_client_is_gone_closes_the_engine_request_at_once() -> None:
+    """The send fails while the frames wait at a yield: EngineStream closes them, not the GC."""
+    from modelplane.server.app import EngineStream
+
+    outputs = EngineOutputs()
+    frames = finish_stream(
+        chunks(b"data: 1\n\n", b"data: 2\n\n"), outputs, usage_frame=None, request_id="r"
+    )
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            raise OSError("the client went away")
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "method": "POST"}
+    with pytest.raises(Exception):  # noqa: B017 (Starlette's ClientDisconnect or the OSError)
+        await EngineStream(frames, media_type="text/event-stream")(scope, receive, send)
     assert outputs.closed

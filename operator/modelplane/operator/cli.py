@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     config = election_config(settings)
     # Its own connection: a renewal never queues behind the handlers' API calls.
-    client = leader.LeaseClient(Kube(pool_size=1), config.namespace, config.name)
+    client = leader.LeaseClient(Kube(pool_size=1, retries=0), config.namespace, config.name)
     leader.run_as_leader(
         leader.LeaderElector(client, config),
         lambda stop_flag, ready_flag: run_operator(registry, settings, stop_flag, ready_flag),
@@ -204,10 +204,16 @@ async def run_operator(
     stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
 ) -> None:
-    """kopf itself, standalone: leader election (if any) happened before it started."""
+    """kopf itself, standalone: leader election (if any) happened before it started.
+
+    Returns once the handlers still running in kopf's thread pool have finished too, so a
+    leader releases its Lease only when nothing of it is still acting.
+    """
+    kopf_settings = kopf.OperatorSettings()
     with contextlib.suppress(asyncio.CancelledError):  # as kopf.run: cancelled = stopped
         await kopf.operator(
             registry=registry,
+            settings=kopf_settings,
             clusterwide=settings.all_namespaces,
             namespaces=settings.namespaces,
             liveness_endpoint=settings.liveness_endpoint,
@@ -215,3 +221,4 @@ async def run_operator(
             stop_flag=stop_flag,
             ready_flag=ready_flag,
         )
+    await asyncio.to_thread(kopf_settings.execution.executor.shutdown, wait=True)

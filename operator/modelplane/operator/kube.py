@@ -93,10 +93,16 @@ class Kube:
     """A thin synchronous client on the `kubernetes` package's connection handling and auth."""
 
     def __init__(
-        self, api_client: kubernetes.client.ApiClient | None = None, pool_size: int = 16
+        self,
+        api_client: kubernetes.client.ApiClient | None = None,
+        pool_size: int = 16,
+        retries: int | None = None,
     ) -> None:
         self._api = api_client
         self._pool_size = pool_size
+        # urllib3 retries a failed connect (and a timed-out GET) 3 times by default, so one
+        # call can take 4x its timeout; the Lease client, which works to a deadline, uses 0.
+        self._retries = retries
         self._lock = threading.Lock()
 
     @property
@@ -110,6 +116,8 @@ class Kube:
                     kubernetes.config.load_kube_config(client_configuration=config)
                 # One pooled connection per handler thread (urllib3 keeps 4 by default).
                 config.connection_pool_maxsize = self._pool_size
+                if self._retries is not None:
+                    config.retries = self._retries
                 self._api = kubernetes.client.ApiClient(configuration=config)
             return self._api
 
@@ -121,7 +129,10 @@ class Kube:
         content_type: str = "application/json",
         timeout: float = REQUEST_TIMEOUT_S,
     ) -> tuple[int, Any]:
-        """(HTTP status, decoded JSON or text); no answer in `timeout` s is KubeError status 0."""
+        """(HTTP status, decoded JSON or text); no answer is KubeError status 0.
+
+        `timeout` bounds each attempt; urllib3 may retry a failed connect (see `retries`).
+        """
         headers = {"Accept": "application/json", "Content-Type": content_type}
         params = self.api.param_serialize(
             method=method,

@@ -36,6 +36,7 @@ from modelplane.operator.lease import (
     holder,
     is_expired,
     new_lease,
+    observed_record,
     release_patch,
     renew_patch,
     takeover_patch,
@@ -136,6 +137,18 @@ class LeaderElector:
         self.config = config
         self.lease: dict[str, Any] = {}  # the last version seen
         self.renewed_at = 0.0  # time.monotonic() before the last successful write
+        # client-go's observedRecord/observedTime: another holder's Lease expires on our clock.
+        self.observed: tuple[str, str, str] | None = None
+        self.observed_at = 0.0
+
+    def remaining(self) -> float:
+        """Seconds left before the renew deadline of the last successful write."""
+        return self.renewed_at + self.config.renew_deadline - time.monotonic()
+
+    def _observe(self, lease: dict[str, Any]) -> None:
+        record = observed_record(lease)
+        if record != self.observed:
+            self.observed, self.observed_at = record, time.monotonic()
 
     @property
     def where(self) -> str:
@@ -154,10 +167,11 @@ class LeaderElector:
             written = self.client.create(lease_record, timeout)
         else:
             self.lease = lease
+            self._observe(lease)
             current = holder(lease)
             if current == self.config.identity:
                 patch = renew_patch(lease, current, self.config.lease_duration, now)
-            elif not is_expired(lease, now):
+            elif not is_expired(lease, self.observed_at, time.monotonic()):
                 return Outcome.HELD_BY_OTHER
             else:
                 patch = takeover_patch(lease, self.config.identity, self.config.lease_duration, now)
@@ -173,7 +187,7 @@ class LeaderElector:
         identity, duration = self.config.identity, self.config.lease_duration
         written = self.client.patch(renew_patch(self.lease, identity, duration, _utcnow()), timeout)
         if written is None:
-            fresh = self.client.get(timeout)
+            fresh = self.client.get(max(self.remaining(), 0.1))
             if fresh is None or holder(fresh) != identity:
                 self.lease = fresh or {}
                 return Outcome.HELD_BY_OTHER
@@ -191,6 +205,11 @@ class LeaderElector:
             except LeaseError as error:
                 log.warning("Leader election: %s", error)
                 outcome = Outcome.RETRY
+            if outcome is Outcome.LEADING and self.remaining() <= 0:
+                # The write landed after a slow round trip: the Lease may already look expired to
+                # others. Renew it before acting on it.
+                log.warning("Leader election: acquiring lease %s took too long", self.where)
+                continue
             if outcome is Outcome.LEADING:
                 log.info(
                     "Acquired leadership (lease %s, identity %s)", self.where, self.config.identity
@@ -204,22 +223,65 @@ class LeaderElector:
         return False
 
     def keep_leading(self, stopping: threading.Event, on_lost: Callable[[str], None]) -> None:
-        """Renew every retry period until `stopping`; call `on_lost` once leadership is gone."""
-        while not stopping.wait(self.config.retry_period):
-            budget = self.renewed_at + self.config.renew_deadline - time.monotonic()
+        """Renew every retry period until `stopping`; call `on_lost` once leadership is gone.
+
+        A watchdog thread enforces the renew deadline on its own: an HTTP call can hang past
+        its timeout, and a renewal stuck in one must not keep a leader acting beyond it.
+        """
+        lost = threading.Event()
+        once = threading.Lock()
+
+        def lose(reason: str) -> None:
+            with once:
+                if lost.is_set():
+                    return
+                lost.set()
+            on_lost(reason)
+
+        watchdog = threading.Thread(
+            target=self._enforce_deadline, args=(stopping, lost, lose), name="lease-watchdog"
+        )
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            self._renew_until(stopping, lost, lose)
+        finally:
+            if not lost.is_set() and not stopping.is_set():
+                lose("the lease renewer stopped")
+            watchdog.join(timeout=self.config.retry_period)
+
+    def _renew_until(
+        self, stopping: threading.Event, lost: threading.Event, lose: Callable[[str], None]
+    ) -> None:
+        deadline_passed = f"not renewed for {self.config.renew_deadline:g} s"
+        while not stopping.wait(self.config.retry_period) and not lost.is_set():
+            budget = self.remaining()
             if budget <= 0:
-                on_lost(f"not renewed for {self.config.renew_deadline:g} s")
+                lose(deadline_passed)
                 return
             try:
                 outcome = self.try_renew(timeout=budget)
             except LeaseError as error:
                 log.warning("Leader election: renewing lease %s: %s", self.where, error)
                 outcome = Outcome.RETRY
-            if outcome is Outcome.HELD_BY_OTHER:
-                on_lost(f"lease {self.where} is held by {holder(self.lease) or 'nobody'}")
+            except Exception:  # anything else: stop leading rather than run unrenewed
+                log.exception("Leader election: renewing lease %s failed", self.where)
+                lose(f"renewing lease {self.where} failed")
                 return
-            if time.monotonic() - self.renewed_at >= self.config.renew_deadline:
-                on_lost(f"not renewed for {self.config.renew_deadline:g} s")
+            if outcome is Outcome.HELD_BY_OTHER:
+                lose(f"lease {self.where} is held by {holder(self.lease) or 'nobody'}")
+                return
+            if self.remaining() <= 0:
+                lose(deadline_passed)
+                return
+
+    def _enforce_deadline(
+        self, stopping: threading.Event, lost: threading.Event, lose: Callable[[str], None]
+    ) -> None:
+        tick = min(0.1, self.config.retry_period / 4)
+        while not stopping.wait(tick) and not lost.is_set():
+            if self.remaining() <= 0:
+                lose(f"not renewed for {self.config.renew_deadline:g} s")
                 return
 
     def release(self) -> None:

@@ -21,30 +21,28 @@ def micro_time(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_time(text: Any) -> datetime.datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
-
-
 def holder(lease: Mapping[str, Any]) -> str:
     return str((lease.get("spec") or {}).get("holderIdentity") or "")
 
 
-def is_expired(lease: Mapping[str, Any], now: datetime.datetime) -> bool:
-    """Free to take: no holder, or not renewed within its leaseDurationSeconds."""
+def observed_record(lease: Mapping[str, Any]) -> tuple[str, str, str]:
+    """What a candidate watches change: holder, renewTime and resourceVersion."""
+    spec = lease.get("spec") or {}
+    version = (lease.get("metadata") or {}).get("resourceVersion")
+    return holder(lease), str(spec.get("renewTime") or ""), str(version or "")
+
+
+def is_expired(lease: Mapping[str, Any], observed_at: float, now: float) -> bool:
+    """Free to take: no holder, or unchanged for its leaseDurationSeconds since `observed_at`.
+
+    As client-go's observedTime: both times are this candidate's own monotonic clock (when it
+    last saw `observed_record` change, and now), never the holder's `renewTime`, so clock skew
+    between nodes cannot make a healthy Lease look expired.
+    """
     spec = lease.get("spec") or {}
     if not spec.get("holderIdentity"):
         return True
-    renewed = parse_time(spec.get("renewTime")) or parse_time(spec.get("acquireTime"))
-    if renewed is None:
-        return True
-    duration = datetime.timedelta(seconds=float(spec.get("leaseDurationSeconds") or 0))
-    return renewed + duration <= now
+    return now >= observed_at + float(spec.get("leaseDurationSeconds") or 0)
 
 
 def _whole_seconds(duration: float) -> int:

@@ -123,6 +123,23 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
     return work_task.result()
 
 
+class EngineStream(StreamingResponse):
+    """An SSE response that closes its frame iterator however the response ends.
+
+    Starlette cancels a stream when the client goes away but leaves the iterator to the
+    garbage collector; when it was suspended at a blocked send, only closing it runs
+    `finish_stream`'s cleanup, which aborts the engine request.
+    """
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
 async def respond(
     request: Request, work: Awaitable[dict[str, Any] | AsyncIterator[bytes]]
 ) -> Response:
@@ -132,7 +149,7 @@ async def respond(
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     if isinstance(result, dict):
         return json_response(result)
-    return StreamingResponse(result, media_type="text/event-stream", headers=SSE_HEADERS)
+    return EngineStream(result, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 def record_of(request: Request) -> RequestRecord:

@@ -278,7 +278,7 @@ COMPILATION_FLAGS = ("--enforce-eager", "--no-enforce-eager", "--compilation-con
 
 
 def cpu_eager_default(argv: Sequence[str], environ: Mapping[str, str]) -> list[str]:
-    """`--enforce-eager` unless the user chose a compilation mode (flag or MODELPLANE_ env var).
+    """`--enforce-eager` unless the user chose a compilation mode (flag, env var or --config).
 
     On CPU, torch.compile costs minutes at start-up and on the first requests; eager mode
     starts in ~20 s. `--no-enforce-eager` brings compilation back.
@@ -291,8 +291,32 @@ def cpu_eager_default(argv: Sequence[str], environ: Mapping[str, str]) -> list[s
         )
         or any(token.startswith("-O") for token in argv)
         or any(f"{ENV_PREFIX}{name}" in environ for name in ("ENFORCE_EAGER", "COMPILATION_CONFIG"))
+        or config_file_sets_compilation(argv)
     )
     return [] if chosen else ["--enforce-eager"]
+
+
+def config_file_sets_compilation(argv: Sequence[str]) -> bool:
+    """Whether vLLM's `--config FILE` (YAML of flag names) chooses eager or compiled mode."""
+    import yaml
+
+    for index, token in enumerate(argv):
+        if token.startswith("--config="):
+            path = token.split("=", 1)[1]
+        elif token == "--config" and index + 1 < len(argv):
+            path = argv[index + 1]
+        else:
+            continue
+        try:
+            settings = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            return False  # vLLM reports the bad file itself
+        if not isinstance(settings, dict):
+            return False
+        keys = {str(key).replace("_", "-") for key in settings}
+        if keys & {"enforce-eager", "compilation-config", "O"}:
+            return True
+    return False
 
 
 def apply_machine_defaults(argv: Sequence[str]) -> list[str]:
