@@ -243,22 +243,17 @@ class LeaderElector:
         )
         watchdog.daemon = True
         watchdog.start()
-        try:
-            self._renew_until(stopping, lost, lose)
-        finally:
-            if not lost.is_set() and not stopping.is_set():
-                lose("the lease renewer stopped")
-            watchdog.join(timeout=self.config.retry_period)
+        self._renew_until(stopping, lost, lose)
+        watchdog.join()  # it ends on `stopping`, or once leadership is lost
 
     def _renew_until(
         self, stopping: threading.Event, lost: threading.Event, lose: Callable[[str], None]
     ) -> None:
-        deadline_passed = f"not renewed for {self.config.renew_deadline:g} s"
+        """Renew every retry period; the deadline itself is the watchdog's to enforce."""
         while not stopping.wait(self.config.retry_period) and not lost.is_set():
             budget = self.remaining()
             if budget <= 0:
-                lose(deadline_passed)
-                return
+                return  # too late to renew: the watchdog ends the leadership
             try:
                 outcome = self.try_renew(timeout=budget)
             except LeaseError as error:
@@ -270,9 +265,6 @@ class LeaderElector:
                 return
             if outcome is Outcome.HELD_BY_OTHER:
                 lose(f"lease {self.where} is held by {holder(self.lease) or 'nobody'}")
-                return
-            if self.remaining() <= 0:
-                lose(deadline_passed)
                 return
 
     def _enforce_deadline(

@@ -143,6 +143,7 @@ def build_status(
     old_conditions = list((previous or {}).get("conditions") or [])
     dep_status = (deployment or {}).get("status") or {}
     serving, reason, message = deployment_phase(deployment)
+    ready_generation = observed_generation
     if spec_error is None:
         phase = serving
         spec_valid = condition(
@@ -159,14 +160,12 @@ def build_status(
             reason, message = "InvalidSpec", spec_error
         else:
             message = f"{message}; serving the last valid spec until the spec is fixed"
-    ready_generation = observed_generation
-    if spec_error is not None and deployment is not None:
-        # Ready describes the generation that is serving, not the rejected one: a client
-        # waiting for Ready at the new generation must not see it.
-        old_ready: dict[str, Any] = next(
-            (c for c in old_conditions if c.get("type") == "Ready"), {}
-        )
-        ready_generation = old_ready.get("observedGeneration")
+            # Ready describes the generation that serves, not the rejected one: a client
+            # waiting for Ready at the new generation must not see it.
+            old_ready: dict[str, Any] = next(
+                (c for c in old_conditions if c.get("type") == "Ready"), {}
+            )
+            ready_generation = old_ready.get("observedGeneration")
     ready = condition(
         old_conditions, "Ready", serving == Phase.ready, reason, message, ready_generation, now
     )

@@ -327,14 +327,17 @@ def stream_chat_completion(
     created: int,
 ) -> AsyncIterator[bytes]:
     """SSE frames: role chunks, content/tool-call chunks, finish chunks, usage chunk, [DONE]."""
-    include_usage = request.include_usage_in_stream
     writer = ChunkWriter(
-        response_id, "chat.completion.chunk", created, request.model, include_usage
+        response_id,
+        "chat.completion.chunk",
+        created,
+        request.model,
+        request.include_usage_in_stream,
     )
     return finish_stream(
         chat_chunks(request, engine, record, outputs, first, writer),
         outputs,
-        usage_frame=writer.usage_frame(record) if include_usage else None,
+        usage_frame=writer.usage_frame(record),
         request_id=record.request_id,
     )
 

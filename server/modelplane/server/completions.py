@@ -125,13 +125,14 @@ def stream_completion(
     created: int,
 ) -> AsyncIterator[bytes]:
     """SSE frames: text chunks (one choice each), finish chunks, usage chunk, [DONE]."""
-    include_usage = request.include_usage_in_stream
-    writer = ChunkWriter(response_id, "text_completion", created, request.model, include_usage)
+    writer = ChunkWriter(
+        response_id, "text_completion", created, request.model, request.include_usage_in_stream
+    )
     chunks = completion_chunks(request, engine, record, outputs, first, prompt_texts, writer)
     return finish_stream(
         chunks,
         outputs,
-        usage_frame=writer.usage_frame(record) if include_usage else None,
+        usage_frame=writer.usage_frame(record),
         request_id=record.request_id,
     )
 

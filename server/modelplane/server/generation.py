@@ -105,6 +105,7 @@ class ChunkWriter:
         self._prefix = b"data: " + head[:-1] + b',"choices":'
         self._suffix = b',"usage":null}\n\n' if include_usage else b"}\n\n"
         self._usage_prefix = b"data: " + head[:-1] + b',"choices":[],"usage":'
+        self.include_usage = include_usage
 
     def chunk(self, choices: list[dict[str, Any]]) -> bytes:
         return self._prefix + orjson.dumps(choices) + self._suffix
@@ -112,6 +113,8 @@ class ChunkWriter:
     def usage_chunk(self, usage_body: dict[str, int]) -> bytes:
         return self._usage_prefix + orjson.dumps(usage_body) + b"}\n\n"
 
-    def usage_frame(self, record: RequestRecord) -> Callable[[], bytes]:
-        """The usage chunk, made when the stream ends and the record's counts are final."""
+    def usage_frame(self, record: RequestRecord) -> Callable[[], bytes] | None:
+        """Makes the usage chunk when the stream ends (counts final); None unless asked for."""
+        if not self.include_usage:
+            return None
         return lambda: self.usage_chunk(usage(record.prompt_tokens, record.completion_tokens))
