@@ -117,8 +117,8 @@ async def create_all(server_url: str, names: list[str]) -> int:
 
 
 def run_operator_scale(count: int = 200, timeout_s: float = 600.0) -> OperatorScaleResult:
-    # The operator helper's reusable emulator fixture (kmock plus the gaps kopf needs covered).
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    # The operator tests' emulator (kmock plus the gaps kopf needs covered); like `bench` itself,
+    # importable from the repository root.
     from tests.operator.kube_emulator import start_emulator
 
     with (

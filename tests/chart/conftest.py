@@ -18,7 +18,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from delivery_checks import (
+
+from tests.chart.delivery_checks import (
     CHART,
     KUBE_VERSION,
     RELEASE,

@@ -8,10 +8,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import crd_checks
 import jsonschema
 import kubernetes_validate
 import yaml
+
+from tests import crd_checks
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modelplane"

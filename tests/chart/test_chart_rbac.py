@@ -12,13 +12,20 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
-from delivery_checks import EXAMPLES, RELEASE_NAMESPACE, Manifest, by_kind, load_yaml_documents, one
 
 from modelplane.operator import handlers, kube
 from modelplane.operator import spec as specmod
 from modelplane.operator.cli import settings_from_args
 from modelplane.operator.lease import LeaseClient
 from modelplane.operator.resources import Owner, plan_children
+from tests.chart.delivery_checks import (
+    EXAMPLES,
+    RELEASE_NAMESPACE,
+    Manifest,
+    by_kind,
+    load_yaml_documents,
+    one,
+)
 
 Permissions = dict[tuple[str, str], set[str]]
 

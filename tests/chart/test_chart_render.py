@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
-from delivery_checks import (
+
+from modelplane.operator.spec import parse_spec
+from tests.chart.delivery_checks import (
     CHART,
     CHART_CRD,
     EXAMPLES,
@@ -23,8 +25,6 @@ from delivery_checks import (
     run_helm,
     validate_kubernetes,
 )
-
-from modelplane.operator.spec import parse_spec
 
 DIGEST = "sha256:" + "a" * 64
 

@@ -9,7 +9,11 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from delivery_checks import (
+
+from modelplane.operator import handlers
+from modelplane.operator import spec as specmod
+from modelplane.operator.resources import Owner, plan_children
+from tests.chart.delivery_checks import (
     EXAMPLES,
     Manifest,
     cel_failures,
@@ -17,10 +21,6 @@ from delivery_checks import (
     load_yaml_documents,
     validate_kubernetes,
 )
-
-from modelplane.operator import handlers
-from modelplane.operator import spec as specmod
-from modelplane.operator.resources import Owner, plan_children
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
 EXPECTED_EXAMPLES = {

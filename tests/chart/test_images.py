@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from delivery_checks import REPO
+
+from tests.chart.delivery_checks import REPO
 
 DOCKERFILES = ["Dockerfile.server", "Dockerfile.operator"]
 

@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import openai
 import pytest
-from server_harness import API_KEYS, RunningServer, start_server
+
+from tests.server.server_harness import API_KEYS, RunningServer, start_server
 
 
 @pytest.fixture(scope="session")

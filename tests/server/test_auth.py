@@ -5,11 +5,11 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-from server_harness import RunningServer
 
 from modelplane.server.auth import ApiKeyAuth
 from modelplane.server.errors import AuthenticationFailed
 from modelplane.server.settings import ApiKey
+from tests.server.server_harness import RunningServer
 
 CHAT = {"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Hi"}]}
 

@@ -6,7 +6,8 @@ import time
 
 import httpx
 import pytest
-from server_harness import RunningServer, metric_value
+
+from tests.server.server_harness import RunningServer, metric_value
 
 MODEL = "smollm2-135m-instruct"
 # Long enough that only an abort ends it within the test's patience.

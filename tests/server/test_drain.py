@@ -12,11 +12,11 @@ import time
 import httpx
 import orjson
 import pytest
-from server_harness import RunningServer, log_tail, metric_value
 
 from modelplane.server import cli
 from modelplane.server.lifecycle import drain
 from modelplane.server.state import Phase, init_state
+from tests.server.server_harness import RunningServer, log_tail, metric_value
 
 MODEL = "smollm2-135m-instruct"
 # Long enough to still run after SIGTERM on a fast CPU, short enough for the drain budget.

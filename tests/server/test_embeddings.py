@@ -12,7 +12,8 @@ from pathlib import Path
 
 import openai
 import pytest
-from server_harness import RunningServer, start_server
+
+from tests.server.server_harness import RunningServer, start_server
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_harness import free_port
+
+from tests.server.server_harness import free_port
 
 
 async def test_while_loading_health_is_200_and_ready_is_503(

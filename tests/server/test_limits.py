@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_harness import RunningServer, metric_value, start_server
 
 from modelplane.server.errors import RateLimited
 from modelplane.server.limits import ConcurrencyLimiter, KeyRateLimiter
+from tests.server.server_harness import RunningServer, metric_value, start_server
 
 
 async def test_requests_beyond_the_limit_wait_in_fifo_order() -> None:

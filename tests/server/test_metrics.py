@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-from server_harness import RunningServer, metric_samples, metric_value
 
 from modelplane.server.metrics import ServerMetrics
 from modelplane.server.request_record import RequestRecord
+from tests.server.server_harness import RunningServer, metric_samples, metric_value
 
 MODEL = "smollm2-135m-instruct"
 

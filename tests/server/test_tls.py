@@ -10,7 +10,8 @@ import httpx
 import openai
 import pytest
 import trustme
-from server_harness import RunningServer, start_server
+
+from tests.server.server_harness import RunningServer, start_server
 
 pytestmark = pytest.mark.slow
 

@@ -7,11 +7,11 @@ import logging
 import httpx
 import orjson
 import pytest
-from server_harness import RunningServer
 
 from modelplane.server.logging_config import JsonFormatter
 from modelplane.server.request_record import RequestRecord
 from modelplane.server.usage import usage_fields
+from tests.server.server_harness import RunningServer
 
 MODEL = "smollm2-135m-instruct"
 FIELDS = {

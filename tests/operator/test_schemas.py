@@ -5,16 +5,16 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import crd_checks
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from crd_checks import apply_defaults
 
 from modelplane.operator import crd
 from modelplane.operator.resources import Owner, plan_children
 from modelplane.operator.spec import CROSS_FIELD_RULES, SpecError, parse_spec
+from tests import crd_checks
+from tests.crd_checks import apply_defaults
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "modelplane.io_modeldeployments.yaml"
