@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response, StreamingResponse
 
 from modelplane.server import __version__
+from modelplane.server.body_limit import RequestBodyLimit
 from modelplane.server.errors import (
     InvalidRequest,
     NotFound,
@@ -220,6 +221,8 @@ def build_app(settings: ServerSettings, state: ServerState | None = None) -> Fas
     add_api_routes(app, state)
     add_probe_routes(app, state)
     add_exception_handlers(app)
+    # Added first, so it runs inside RequestMiddleware: a 413 is logged and counted like any error.
+    app.add_middleware(RequestBodyLimit, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestMiddleware, state=state)
     return app
 

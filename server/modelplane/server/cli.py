@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modelplane.server.body_limit import DEFAULT_MAX_REQUEST_BODY_BYTES, parse_byte_size
 from modelplane.server.settings import (
     ApiKey,
     LoRAModule,
@@ -91,6 +92,12 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="Per API key: prompt + completion tokens per minute, else 429.",
+    )
+    group.add_argument(
+        "--max-request-body-size",
+        default=str(DEFAULT_MAX_REQUEST_BODY_BYTES),
+        help="Largest request body accepted, in bytes or with a unit (4MiB, 512KB; 0: no cap); "
+        "larger bodies get 413 before they are parsed.",
     )
     group.add_argument(
         "--drain-timeout",
@@ -244,6 +251,10 @@ def build_settings(args: argparse.Namespace) -> ServerSettings:
     for flag in ("rate_limit_requests_per_minute", "rate_limit_tokens_per_minute"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise SystemExit(f"--{flag.replace('_', '-')} must be >= 1")
+    try:
+        max_request_body_bytes = parse_byte_size(args.max_request_body_size)
+    except ValueError as error:
+        raise SystemExit(f"--max-request-body-size: {error}") from None
     return ServerSettings(
         engine_args=AsyncEngineArgs.from_cli_args(args),
         served_model_names=list(served),
@@ -261,6 +272,7 @@ def build_settings(args: argparse.Namespace) -> ServerSettings:
         drain_timeout=args.drain_timeout,
         rate_limit_requests_per_minute=args.rate_limit_requests_per_minute,
         rate_limit_tokens_per_minute=args.rate_limit_tokens_per_minute,
+        max_request_body_bytes=max_request_body_bytes,
     )
 
 

@@ -58,6 +58,14 @@ class NotFound(OpenAIError):
     code = "not_found"
 
 
+class RequestTooLarge(OpenAIError):
+    """The body is over `--max-request-body-size`; refused before it is parsed."""
+
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "request_too_large"
+
+
 class RateLimited(OpenAIError):
     """The server's queue is full; the client should retry after `retry_after` seconds."""
 

@@ -46,6 +46,7 @@ class ServerSettings:
     drain_timeout: float = 30.0
     rate_limit_requests_per_minute: int | None = None
     rate_limit_tokens_per_minute: int | None = None
+    max_request_body_bytes: int = 4 * 2**20  # body_limit.DEFAULT_MAX_REQUEST_BODY_BYTES
 
     @property
     def base_url(self) -> str:
