@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_hub import FakeHub, serve_hub
 
 from modelplane.server.default_model import default_model_dir, is_prepared
 from modelplane.server.fetch import (
@@ -28,6 +27,7 @@ from modelplane.server.fetch import (
     summary_text,
     trimmed_config,
 )
+from tests.server.fake_hub import FakeHub, serve_hub
 
 REPO = "HuggingFaceTB/SmolLM2-135M-Instruct"
 WEIGHTS = "model.safetensors"
