@@ -17,14 +17,17 @@ from modelplane.operator import handlers, kube
 from modelplane.operator import spec as specmod
 from modelplane.operator.cli import settings_from_args
 from modelplane.operator.lease import LeaseClient
-from modelplane.operator.resources import Owner, plan_children
+from modelplane.operator.resources import Owner, RoutingPlan, plan_children
+from modelplane.operator.routing import RoutingDefaults
 from tests.chart.delivery_checks import (
+    CHART,
     EXAMPLES,
     RELEASE_NAMESPACE,
     Manifest,
     by_kind,
     load_yaml_documents,
     one,
+    run_helm,
 )
 
 Permissions = dict[tuple[str, str], set[str]]
@@ -46,6 +49,12 @@ VARIANT_SPECS: list[dict[str, Any]] = [
             "maxReplicas": 4,
             "prometheusAddress": "http://prometheus:9090",
         },
+        "routing": {"gatewayRef": {"name": "gw", "namespace": "gateway-system"}},
+        "monitoring": {"serviceMonitor": {"enabled": True}},
+    },
+    {
+        "model": {"uri": "hf://Qwen/Qwen3-8B"},
+        "routing": {"endpointPicker": {"replicas": 2}, "gatewayRef": {"name": "gw"}},
     },
     {"model": {"uri": "hf://Qwen/Qwen3-8B"}, "cache": {"size": "10Gi"}},
     {"model": {"uri": "hf://Qwen/Qwen3-8B"}, "monitoring": {"serviceMonitor": {"enabled": True}}},
@@ -63,18 +72,51 @@ def all_specs() -> list[dict[str, Any]]:
     return specs
 
 
-def operator_needs() -> Permissions:
-    """Namespaced permissions the operator's code uses."""
-    needs: Permissions = defaultdict(set)
+PICKER_ROLE = "mp-modelplane-endpoint-picker"  # what the chart passes as --endpoint-picker-role
+OPERATOR_CLUSTER_ROLE = "mp-modelplane-operator"
+
+
+def operator_plans() -> list[Any]:
     owner = Owner(name="qwen3-8b", namespace="models", uid="uid-1")
-    block_owner_deletion = False
-    for body in all_specs():
-        plan = plan_children(
+    routing = RoutingPlan(RoutingDefaults(endpoint_picker_role=PICKER_ROLE))
+    return [
+        plan_children(
             owner,
             specmod.parse_spec(body),
             default_image=specmod.DEFAULT_IMAGE,
             service_monitor_available=True,
+            routing=routing,
         )
+        for body in all_specs()
+    ]
+
+
+def bind_grants(role: Manifest) -> set[str]:
+    """ClusterRole names the role lets its holder bind (and nothing else about clusterroles)."""
+    names: set[str] = set()
+    for rule in role["rules"]:
+        if "clusterroles" in rule["resources"]:
+            assert rule["resources"] == ["clusterroles"] and rule["verbs"] == ["bind"]
+            assert rule["apiGroups"] == ["rbac.authorization.k8s.io"]
+            names |= set(rule["resourceNames"])
+    return names
+
+
+def bound_cluster_roles() -> set[str]:
+    """The ClusterRoles the operator's RoleBindings reference: it needs `bind` on exactly these."""
+    return {
+        m["roleRef"]["name"]
+        for plan in operator_plans()
+        for m in plan.apply
+        if m["kind"] == "RoleBinding"
+    }
+
+
+def operator_needs() -> Permissions:
+    """Namespaced permissions the operator's code uses (`bind` by name: bound_cluster_roles)."""
+    needs: Permissions = defaultdict(set)
+    block_owner_deletion = False
+    for plan in operator_plans():
         for verbs, manifests in ((CREATE_VERBS, plan.create), (APPLY_VERBS, plan.apply)):
             for manifest in manifests:
                 key = (group_of(manifest["apiVersion"]), kube.PLURALS[manifest["kind"]])
@@ -104,17 +146,22 @@ def leader_election_needs() -> Permissions:
     return {(group, plural): verbs}
 
 
-# kube.Kube.crd_exists GETs a CRD; kopf lists and watches CRDs to notice new resources.
+# kube.Kube.crd_exists GETs a CRD; kopf lists and watches CRDs to notice new resources;
+# routed.py GETs the Gateway of a routed model for its address.
 CLUSTER_NEEDS: Permissions = {
-    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+    ("gateway.networking.k8s.io", "gateways"): {"get"},
 }
 # kopf lists and watches namespaces when it watches specific ones.
 NAMESPACE_LISTING: Permissions = {("", "namespaces"): {"list", "watch"}}
 
 
 def granted(role: Manifest) -> Permissions:
+    """The role's rules by (group, resource); `bind` by name is checked by bind_grants."""
     rules: Permissions = defaultdict(set)
     for rule in role["rules"]:
+        if rule["resources"] == ["clusterroles"] and rule["verbs"] == ["bind"]:
+            continue
         assert "resourceNames" not in rule and "nonResourceURLs" not in rule
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
@@ -157,7 +204,9 @@ def test_cluster_role_grants_exactly_what_the_operator_uses_when_watching_all_na
 ) -> None:
     objects = render()
     assert not watched_roles(objects) and not watched_roles(objects, "RoleBinding")
-    assert granted(one(objects, "ClusterRole")) == merge(operator_needs(), CLUSTER_NEEDS)
+    role = operator_cluster_role(objects)
+    assert granted(role) == merge(operator_needs(), CLUSTER_NEEDS)
+    assert bind_grants(role) == bound_cluster_roles()
 
 
 def test_roles_per_watched_namespace_grant_exactly_what_the_operator_uses(render: Any) -> None:
@@ -166,8 +215,18 @@ def test_roles_per_watched_namespace_grant_exactly_what_the_operator_uses(render
     assert set(roles) == {"models", "models-staging"}
     for role in roles.values():
         assert granted(role) == operator_needs()
+        assert bind_grants(role) == bound_cluster_roles()
     # Cluster-wide, only the reads kopf needs: no namespaced resource anywhere.
-    assert granted(one(objects, "ClusterRole")) == merge(CLUSTER_NEEDS, NAMESPACE_LISTING)
+    cluster_role = operator_cluster_role(objects)
+    assert granted(cluster_role) == merge(CLUSTER_NEEDS, NAMESPACE_LISTING)
+    assert not bind_grants(cluster_role)
+
+
+def operator_cluster_role(objects: list[Manifest]) -> Manifest:
+    (role,) = [
+        r for r in by_kind(objects, "ClusterRole") if r["metadata"]["name"] == OPERATOR_CLUSTER_ROLE
+    ]
+    return role
 
 
 def test_bindings_bind_the_operator_service_account_to_its_roles(render: Any) -> None:
@@ -184,7 +243,7 @@ def test_bindings_bind_the_operator_service_account_to_its_roles(render: Any) ->
         assert binding["roleRef"]["name"] == watched_roles(objects)[0]["metadata"]["name"]
     cluster_binding = one(objects, "ClusterRoleBinding")
     assert cluster_binding["subjects"] == [subject]
-    assert cluster_binding["roleRef"]["name"] == one(objects, "ClusterRole")["metadata"]["name"]
+    assert cluster_binding["roleRef"]["name"] == OPERATOR_CLUSTER_ROLE
 
 
 @pytest.mark.parametrize("watch", [[], ["models"]])
@@ -215,9 +274,11 @@ def test_leader_election_may_use_only_its_own_lease_in_the_release_namespace(
         "name": LEADER_ELECTION_ROLE,
     }
     assert binding["subjects"][0]["name"] == one(objects, "ServiceAccount")["metadata"]["name"]
-    # Nothing else anywhere grants leases.
+    # Nothing else the operator holds grants leases (the pickers' own ClusterRole is bound to
+    # pickers only, by the operator's RoleBindings, never to the operator).
+    pickers = {PICKER_ROLE, f"{PICKER_ROLE}-leader-election"}
     for other in by_kind(objects, "Role") + by_kind(objects, "ClusterRole"):
-        if other is not role:
+        if other is not role and other["metadata"]["name"] not in pickers:
             assert all("leases" not in rule["resources"] for rule in other["rules"])
 
 
@@ -271,3 +332,57 @@ def test_namespaced_flags_parse_in_the_operator_cli(render: Any) -> None:
     assert settings.metrics_port == 0
     assert (settings.lease_duration, settings.renew_deadline, settings.retry_period) == (30, 20, 4)
     assert settings.verbose is True
+
+
+# --- the endpoint pickers' ClusterRoles (spec.routing) ------------------------------------------
+
+# What the llm-d router EPP v0.10.0 reads in its namespace, after its upstream chart's Role
+# (config/charts/llm-d-router-gateway/templates/rbac.yaml and routerlib/_rbac.yaml).
+PICKER_NEEDS: Permissions = {
+    ("", "pods"): {"get", "list", "watch"},
+    ("inference.networking.k8s.io", "inferencepools"): {"get", "list", "watch"},
+    ("llm-d.ai", "inferenceobjectives"): {"get", "list", "watch"},
+    ("llm-d.ai", "inferencemodelrewrites"): {"get", "list", "watch"},
+    ("inference.networking.x-k8s.io", "inferenceobjectives"): {"get", "list", "watch"},
+    ("inference.networking.x-k8s.io", "inferencemodelrewrites"): {"get", "list", "watch"},
+}
+# With --ha-enable-leader-election (upstream's routerlib/_leader-election-rbac.yaml).
+PICKER_LEADER_ELECTION_NEEDS: Permissions = {
+    ("coordination.k8s.io", "leases"): {
+        "get", "list", "watch", "create", "update", "patch", "delete",
+    },
+    ("", "events"): {"create", "patch"},
+}  # fmt: skip
+
+
+def test_endpoint_picker_cluster_roles_grant_what_the_picker_reads(render: Any) -> None:
+    objects = render()
+    roles = {r["metadata"]["name"]: r for r in by_kind(objects, "ClusterRole")}
+    assert granted(roles[PICKER_ROLE]) == PICKER_NEEDS
+    assert granted(roles[f"{PICKER_ROLE}-leader-election"]) == PICKER_LEADER_ELECTION_NEEDS
+    # The operator binds exactly these two, under the name its flag gives it.
+    assert bound_cluster_roles() == {PICKER_ROLE, f"{PICKER_ROLE}-leader-election"}
+    assert settings_from_args(container_args(objects)).routing.endpoint_picker_role == PICKER_ROLE
+    # No binding in the chart: the operator binds them per model, in the model's namespace.
+    for binding in by_kind(objects, "RoleBinding") + by_kind(objects, "ClusterRoleBinding"):
+        assert not binding["roleRef"]["name"].startswith(PICKER_ROLE)
+
+
+def test_routing_values_become_operator_flags(render: Any) -> None:
+    objects = render({"routing": {"defaultGateway": "gateway-system/inference-gateway"}})
+    routing = settings_from_args(container_args(objects)).routing
+    assert routing.gateway is not None
+    assert (routing.gateway.namespace, routing.gateway.name) == (
+        "gateway-system",
+        "inference-gateway",
+    )
+    assert routing.endpoint_picker_image == "ghcr.io/llm-d/llm-d-router-endpoint-picker:v0.10.0"
+    assert settings_from_args(container_args(render())).routing.gateway is None
+
+
+def test_a_malformed_default_gateway_fails_the_install(helm: str) -> None:
+    result = run_helm(
+        helm, "template", "mp", str(CHART), "--set", "routing.defaultGateway=inference-gateway"
+    )
+    assert result.returncode != 0  # values.schema.json: namespace/name
+    assert "/routing/" in result.stderr and "does not match pattern" in result.stderr

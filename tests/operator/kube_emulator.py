@@ -50,6 +50,15 @@ EXTRA_RESOURCES: dict[str, kmock.ResourceInfo] = {
         subresources={"status", "scale"},
         verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
     ),
+    # spec.routing (Gateway API's own kinds are among kmock's bundled ones).
+    "inference.networking.k8s.io/v1/inferencepools": kmock.ResourceInfo(
+        kind="InferencePool",
+        singular="inferencepool",
+        namespaced=True,
+        shortnames={"infpool"},
+        subresources={"status"},
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    ),
     "keda.sh/v1alpha1/scaledobjects": kmock.ResourceInfo(
         kind="ScaledObject",
         singular="scaledobject",

@@ -255,6 +255,7 @@ def test_keda_scaled_object_with_prometheus_trigger_and_scale_to_zero():
                 "provider": "keda",
                 "prometheusAddress": "http://prometheus.monitoring:9090",
             },
+            "routing": {"gatewayRef": {"name": "inference-gateway", "namespace": "gateway-system"}},
         }
     )
     scaled = build_scaled_object(OWNER, spec)
@@ -268,7 +269,7 @@ def test_keda_scaled_object_with_prometheus_trigger_and_scale_to_zero():
     assert 'namespace="ml"' in trigger["metadata"]["query"]
     assert trigger["metadata"]["threshold"] == "16"
     plan = plan_children(OWNER, spec, default_image=IMAGE)
-    assert [m["kind"] for m in plan.apply] == [
+    assert [m["kind"] for m in plan.apply][:4] == [
         "Deployment",
         "Service",
         "ScaledObject",

@@ -212,11 +212,11 @@ def test_switching_to_keda_replaces_the_hpa_with_a_scaled_object(cluster: Cluste
     cluster.wait_get(f"{HPAS}/mistral")
     cluster.patch(
         f"{MD_PATH}/mistral",
-        {"spec": {"autoscaling": {"provider": "keda", "minReplicas": 0,
+        {"spec": {"autoscaling": {"provider": "keda", "minReplicas": 2,
                                   "prometheusAddress": "http://prometheus.monitoring:9090"}}},
     )  # fmt: skip
     scaled = cluster.wait_get(f"{SCALED_OBJECTS}/mistral")
-    assert scaled["spec"]["minReplicaCount"] == 0
+    assert scaled["spec"]["minReplicaCount"] == 2
     assert scaled["spec"]["triggers"][0]["type"] == "prometheus"
     wait_for(lambda: cluster.get(f"{HPAS}/mistral") is None, what="the HPA to be deleted")
 

@@ -81,6 +81,12 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             "prometheusAddress": "http://prometheus.monitoring.svc:9090",
         },
         "cache": {"persistentVolumeClaim": "hf-cache"},
+        "routing": {
+            "gatewayRef": {"name": "inference-gateway", "namespace": "gateway-system"},
+            "requestTimeout": "15m",
+            "endpointPicker": {"replicas": 2},
+        },
+        "adapters": [{"name": "sql-lora", "uri": "hf://org/sql-lora"}],
     },
     "s3-replicas": {"model": {"uri": "s3://models/qwen3-8b"}, "replicas": 3},
     "cpu-file": {"model": {"uri": "file:///models/smollm2"}, "resources": {"gpu": {"count": 0}}},
@@ -112,13 +118,17 @@ def md(spec: dict[str, Any], name: str = "qwen3-8b") -> dict[str, Any]:
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_every_builtin_child_validates_against_the_kubernetes_schema(version):
-    builtin = [c for c in all_children() if c["kind"] not in ("ScaledObject", "ServiceMonitor")]
+    custom = ("ScaledObject", "ServiceMonitor", "InferencePool", "HTTPRoute")
+    builtin = [c for c in all_children() if c["kind"] not in custom]
     assert {c["kind"] for c in builtin} == {
         "Deployment",
         "Service",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
         "PersistentVolumeClaim",
+        "ServiceAccount",
+        "RoleBinding",
+        "ConfigMap",
     }
     for child in builtin:
         kubernetes_validate.validate(child, version, strict=True)
@@ -140,6 +150,7 @@ def test_scaled_object_validates_against_the_keda_crd_schema():
     schema = strict({**vendored["openAPIV3Schema"], "$defs": vendored["$defs"]})
     scaled = [c for c in all_children() if c["kind"] == "ScaledObject"]
     assert len(scaled) == 1
+    assert len(scaled[0]["spec"]["triggers"]) == 2  # the pods and, routed, the endpoint picker
     jsonschema.Draft202012Validator(schema).validate(scaled[0])
     broken = copy.deepcopy(scaled[0])
     broken["spec"]["triggers"][0]["metadata"]["threshold"] = 16  # KEDA wants strings
@@ -305,6 +316,16 @@ CROSS_FIELD_CASES = [
         },
     },
     {"model": {"uri": "hf://o/m"}, "cache": {"size": "1Gi", "persistentVolumeClaim": "c"}},
+    {
+        "model": {"uri": "hf://o/m"},
+        "autoscaling": {
+            "minReplicas": 0,
+            "maxReplicas": 2,
+            "provider": "keda",
+            "prometheusAddress": "http://p:9090",
+        },
+        "routing": {},
+    },
 ]
 
 

@@ -94,7 +94,8 @@ def test_keda_allows_scale_to_zero():
                 "maxReplicas": 4,
                 "provider": "keda",
                 "prometheusAddress": "http://prometheus.monitoring:9090",
-            }
+            },
+            routing={"gatewayRef": {"name": "inference-gateway", "namespace": "gateway-system"}},
         )
     )
     assert spec.autoscaling is not None and spec.autoscaling.min_replicas == 0

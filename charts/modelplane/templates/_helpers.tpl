@@ -103,3 +103,11 @@ Returned as a JSON list because templates can only return strings.
 {{- define "modelplane.watchNamespaces" -}}
 {{- .Values.watchNamespaces | uniq | toJson }}
 {{- end }}
+
+{{/*
+modelplane.endpointPickerRole: the ClusterRole bound to each model's endpoint picker (spec.routing);
+the operator gets its name through --endpoint-picker-role.
+*/}}
+{{- define "modelplane.endpointPickerRole" -}}
+{{- printf "%s-endpoint-picker" (include "modelplane.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}

@@ -20,13 +20,32 @@ watches), and tests/chart/test_chart_rbac.py derives the same list from that cod
 - apiGroups: ["modelplane.io"]
   resources: ["modeldeployments/finalizers"]
   verbs: ["update"]
-# Watched children: an edit or deletion by hand is reverted at once.
+# Watched children: an edit or deletion by hand is reverted at once. The endpoint picker's
+# (spec.routing) are deleted when routing is turned off.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
-  resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  resources: ["services", "configmaps", "serviceaccounts"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# spec.routing: the pool and the route of each routed model.
+- apiGroups: ["inference.networking.k8s.io"]
+  resources: ["inferencepools"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The endpoint picker's RoleBinding to the chart's ClusterRole(s) below: `bind` on exactly those
+# lets the operator grant them without holding the picker's rights (pods, pools) itself.
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["rolebindings"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["clusterroles"]
+  verbs: ["bind"]
+  resourceNames:
+    - {{ include "modelplane.endpointPickerRole" . }}
+    - {{ include "modelplane.endpointPickerRole" . }}-leader-election
 # Deleted when autoscaling is turned off or the replica count drops to one.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
@@ -43,7 +62,7 @@ watches), and tests/chart/test_chart_rbac.py derives the same list from that cod
   verbs: ["get", "list", "watch", "create"]
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Warning Events (InvalidSpec, failed reconciles) through kopf.
 - apiGroups: [""]
   resources: ["events"]
@@ -67,17 +86,53 @@ limited to a name; the rest is limited to this release's Lease.
 
 {{/*
 modelplane.clusterRules: cluster-scoped reads kopf and the operator need in every mode: CRDs
-(kopf notices ModelDeployment CRDs installed later; the operator checks that the ServiceMonitor
-CRD exists), and, when watching specific namespaces, namespaces (kopf lists them to match the
+(kopf notices ModelDeployment CRDs installed later; the operator checks that the ServiceMonitor,
+InferencePool and HTTPRoute CRDs exist), Gateways (their address), and, when watching specific namespaces, namespaces (kopf lists them to match the
 watched names; without it, it warns and assumes they exist).
 */}}
 {{- define "modelplane.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
+# spec.routing: the Gateway's status.addresses become status.gatewayEndpoint (read-only; the
+# Gateway usually lives in its own namespace).
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gateways"]
+  verbs: ["get"]
 {{- if .Values.watchNamespaces }}
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
 {{- end }}
+{{- end }}
+
+{{/*
+modelplane.endpointPickerRules: what each model's endpoint picker (llm-d router EPP, v0.10.0) reads
+in its namespace, after the upstream chart's Role: its pool's pods, the InferencePool, and the
+InferenceObjective/InferenceModelRewrite CRDs when installed (the picker watches whichever group
+exists). Bound per model by the operator with a RoleBinding, so it never applies cluster-wide.
+*/}}
+{{- define "modelplane.endpointPickerRules" -}}
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["inference.networking.k8s.io"]
+  resources: ["inferencepools"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["llm-d.ai", "inference.networking.x-k8s.io"]
+  resources: ["inferenceobjectives", "inferencemodelrewrites"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+
+{{/*
+modelplane.endpointPickerLeaderElectionRules: a picker with several replicas elects its active one
+on a Lease (named after its pool) and records Events; bound only to those pickers.
+*/}}
+{{- define "modelplane.endpointPickerLeaderElectionRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
 {{- end }}

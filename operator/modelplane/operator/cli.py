@@ -15,10 +15,13 @@ import sys
 from collections.abc import Sequence
 
 import kopf
+from pydantic import ValidationError
 
 from modelplane.operator import handlers, leader, metrics
 from modelplane.operator.kube import Kube
+from modelplane.operator.routing import RoutingDefaults, parse_gateway
 from modelplane.operator.settings import OperatorSettings, seconds
+from modelplane.operator.spec import GatewayRef
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--default-image",
         default=env.default_image,
         help="modelplane-server image for ModelDeployments without spec.image (env MODELPLANE_DEFAULT_IMAGE).",
+    )
+    routing = parser.add_argument_group(
+        "routing",
+        "spec.routing: one OpenAI endpoint per Gateway (Gateway API Inference Extension).",
+    )
+    routing.add_argument(
+        "--default-gateway",
+        type=gateway_flag,
+        default=env.routing.gateway,
+        metavar="NAMESPACE/NAME",
+        help="Gateway for ModelDeployments whose spec.routing names none "
+        "(env MODELPLANE_DEFAULT_GATEWAY).",
+    )
+    routing.add_argument(
+        "--endpoint-picker-image",
+        default=env.routing.endpoint_picker_image,
+        help="Endpoint picker (llm-d router EPP) image, pinned (default %(default)s; env "
+        "MODELPLANE_ENDPOINT_PICKER_IMAGE).",
+    )
+    routing.add_argument(
+        "--endpoint-picker-role",
+        default=env.routing.endpoint_picker_role,
+        help="ClusterRole bound to each endpoint picker in its namespace; the operator needs "
+        "`bind` on it, and on NAME-leader-election for pickers with several replicas (default "
+        "%(default)s; env MODELPLANE_ENDPOINT_PICKER_ROLE).",
     )
     parser.add_argument(
         "--resync-seconds",
@@ -120,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def gateway_flag(text: str) -> GatewayRef:
+    """argparse type of --default-gateway: a clear usage error instead of a trace."""
+    try:
+        return parse_gateway(text)
+    except (ValueError, ValidationError) as exc:
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME of a Gateway: {exc}") from None
+
+
 def settings_from_args(argv: Sequence[str] | None = None) -> OperatorSettings:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -149,6 +185,11 @@ def settings_from_args(argv: Sequence[str] | None = None) -> OperatorSettings:
         renew_deadline=args.leader_elect_renew_deadline,
         retry_period=args.leader_elect_retry_period,
         max_workers=args.max_workers,
+        routing=RoutingDefaults(
+            gateway=args.default_gateway,
+            endpoint_picker_image=args.endpoint_picker_image,
+            endpoint_picker_role=args.endpoint_picker_role,
+        ),
         log_format=args.log_format,
         verbose=args.verbose,
     )

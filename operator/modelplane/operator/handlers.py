@@ -12,14 +12,15 @@ from typing import Any, cast
 
 import kopf
 
-from modelplane.operator import metrics
+from modelplane.operator import metrics, routed
 from modelplane.operator import spec as specmod
 from modelplane.operator.kube import Kube, KubeError, contains
-from modelplane.operator.resources import plan_children
+from modelplane.operator.resources import RoutingPlan, plan_children
 from modelplane.operator.resources.meta import DEPLOYMENT_LABEL, MANAGED_BY, Owner, selector_string
 from modelplane.operator.resources.servicemonitor import SERVICE_MONITOR_CRD
+from modelplane.operator.routing import resolve_gateway
 from modelplane.operator.settings import OperatorSettings
-from modelplane.operator.status import build_status, status_changed
+from modelplane.operator.status import build_status, now_rfc3339, status_changed
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,19 @@ WATCHED_CHILDREN = (
     ("keda.sh", "v1alpha1", "scaledobjects"),
     ("monitoring.coreos.com", "v1", "servicemonitors"),
     ("", "v1", "persistentvolumeclaims"),
+    # spec.routing: the pool, the route and the endpoint picker's config and identity.
+    ("inference.networking.k8s.io", "v1", "inferencepools"),
+    ("gateway.networking.k8s.io", "v1", "httproutes"),
+    ("", "v1", "configmaps"),
+    ("", "v1", "serviceaccounts"),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings"),
 )
 # API errors are retried after 10 s, doubling up to 5 minutes: a lasting conflict (a child name
 # another controller owns, a missing RBAC rule) must not hammer the API server.
 RETRY_DELAY_SECONDS = 10
 MAX_RETRY_DELAY_SECONDS = 300
+# How often a routed ModelDeployment looks again for the routing CRDs it is missing.
+ROUTING_RETRY_SECONDS = 60
 
 
 def retry_delay(retry: int) -> float:
@@ -46,12 +55,20 @@ def retry_delay(retry: int) -> float:
     return float(min(RETRY_DELAY_SECONDS * 2 ** min(retry, 10), MAX_RETRY_DELAY_SECONDS))
 
 
-def validated_spec(body: Mapping[str, Any]) -> specmod.ModelDeploymentSpec:
-    """The typed spec, or SpecError naming the field (metadata.name included: it names the Service)."""
+def validated_spec(
+    body: Mapping[str, Any], settings: OperatorSettings | None = None
+) -> specmod.ModelDeploymentSpec:
+    """The typed spec, or SpecError naming the field (metadata.name included: it names the Service).
+
+    With `settings`, also what only the operator knows: a gateway for `spec.routing`.
+    """
     name = body["metadata"]["name"]
     if not specmod.is_dns_label(name) or not name[0].isalpha():
         raise specmod.SpecError("metadata.name", "must be a DNS-1035 label (it names the Service)")
-    return specmod.parse_spec(dict(body.get("spec") or {}))
+    spec = specmod.parse_spec(dict(body.get("spec") or {}))
+    if settings is not None:
+        resolve_gateway(spec, settings.routing, body["metadata"].get("namespace", ""))
+    return spec
 
 
 def reconcile(
@@ -72,6 +89,13 @@ def reconcile(
                 kopf.warn(cast(kopf.Body, body), reason="ReconcileFailed", message=str(error))
             raise kopf.TemporaryError(str(error), delay=retry_delay(retry)) from error
     metrics.RECONCILES.labels(trigger, result).inc()
+    if result == "routing-pending":
+        # Serving, but not routed: the Gateway API or InferencePool CRD is not installed yet.
+        # Retried (not an error): the route appears once they are.
+        message = next(c["message"] for c in status["conditions"] if c["type"] == "Routed")
+        if retry == 0:
+            kopf.warn(cast(kopf.Body, body), reason="RoutingUnavailable", message=message)
+        raise kopf.TemporaryError(message, delay=ROUTING_RETRY_SECONDS)
     return status
 
 
@@ -82,12 +106,17 @@ def _reconcile(
     owner = Owner.from_body(body)
     generation = body["metadata"].get("generation")
     try:
-        spec = validated_spec(body)
+        spec = validated_spec(body, settings)
     except specmod.SpecError as error:
-        return _reject(kube, body, owner, generation, error), "invalid"
+        return _reject(kube, settings, body, owner, generation, error), "invalid"
     monitor = spec.monitoring.service_monitor.enabled and kube.crd_exists(SERVICE_MONITOR_CRD)
+    crds_missing = routed.missing_crds(kube) if spec.routing is not None else []
     plan = plan_children(
-        owner, spec, default_image=settings.default_image, service_monitor_available=monitor
+        owner,
+        spec,
+        default_image=settings.default_image,
+        service_monitor_available=monitor,
+        routing=RoutingPlan(settings.routing, not crds_missing, routed.had_routing(body)),
     )
     for manifest in plan.create:  # first: the pod mounts the cache claim
         kube.create(manifest)
@@ -99,11 +128,13 @@ def _reconcile(
     if prune:  # a new ModelDeployment has no stale children to remove
         for ref in plan.delete:
             kube.delete(ref, owner.namespace)
-    return sync_status(kube, body, deployment, observed_generation=generation), "applied"
+    status = sync_status(kube, settings, body, deployment, observed_generation=generation)
+    return status, "routing-pending" if crds_missing else "applied"
 
 
 def _reject(
     kube: Kube,
+    settings: OperatorSettings,
     body: Mapping[str, Any],
     owner: Owner,
     generation: int | None,
@@ -117,7 +148,7 @@ def _reject(
         for c in (body.get("status") or {}).get("conditions") or []
     )
     deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
-    status = sync_status(kube, body, deployment, observed_generation=generation)
+    status = sync_status(kube, settings, body, deployment, observed_generation=generation)
     if not already_reported:
         kopf.warn(cast(kopf.Body, body), reason="InvalidSpec", message=str(error))
     return status
@@ -125,6 +156,7 @@ def _reject(
 
 def sync_status(
     kube: Kube,
+    settings: OperatorSettings,
     owner_body: Mapping[str, Any],
     deployment: Mapping[str, Any] | None,
     observed_generation: int | None = None,
@@ -138,11 +170,13 @@ def sync_status(
     for _attempt in range(5):
         owner = Owner.from_body(owner_body)
         previous = dict(owner_body.get("status") or {})
+        spec: specmod.ModelDeploymentSpec | None
         try:
-            spec = validated_spec(owner_body)
+            spec = validated_spec(owner_body, settings)
             error, served = None, specmod.served_model_name(spec, owner.name)
         except specmod.SpecError as exc:
-            error, served = str(exc), None
+            spec, error, served = None, str(exc), None
+        generation = observed_generation or previous.get("observedGeneration")
         status = build_status(
             name=owner.name,
             namespace=owner.namespace,
@@ -150,9 +184,15 @@ def sync_status(
             selector=selector_string(owner),
             deployment=None if deployment is None else dict(deployment),
             spec_error=error,
-            observed_generation=observed_generation or previous.get("observedGeneration"),
+            observed_generation=generation,
             previous=previous,
         )
+        routed_now, gateway = routed.routing_status(
+            kube, owner, spec, settings.routing, previous, generation, now_rfc3339()
+        )
+        if routed_now is not None:
+            status["conditions"].append(routed_now)
+        status["gatewayEndpoint"] = gateway  # None removes it (merge patch)
         if not status_changed(previous, status):
             return status
         version = owner_body["metadata"].get("resourceVersion")
@@ -179,13 +219,17 @@ def on_child_event(
     if owner_body is None or owner_body["metadata"].get("deletionTimestamp"):
         return  # the owner is gone: garbage collection takes the children
     try:
-        spec = validated_spec(owner_body)
+        spec = validated_spec(owner_body, settings)
     except specmod.SpecError:
         return  # an invalid spec changes no children
     owner = Owner.from_body(owner_body)
-    # An event for a ServiceMonitor means its CRD exists.
+    # An event for a ServiceMonitor (an InferencePool, an HTTPRoute) means its CRD exists.
     plan = plan_children(
-        owner, spec, default_image=settings.default_image, service_monitor_available=True
+        owner,
+        spec,
+        default_image=settings.default_image,
+        service_monitor_available=True,
+        routing=RoutingPlan(settings.routing),
     )
 
     def planned(manifests: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -226,8 +270,11 @@ def on_child_event(
         )
         live = kube.apply(desired)
         metrics.RECONCILES.labels("drift", "applied").inc()
-    if body.get("kind") == "Deployment":
-        sync_status(kube, owner_body, live)
+    if body.get("kind") == "Deployment" and meta.get("name") == owner.name:
+        sync_status(kube, settings, owner_body, live)
+    elif body.get("kind") in ("Deployment", "InferencePool"):  # the picker's, or the pool: Routed
+        server = kube.get("apps/v1", "Deployment", namespace, owner.name)
+        sync_status(kube, settings, owner_body, server)
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: Kube) -> None:

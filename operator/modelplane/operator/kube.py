@@ -33,6 +33,12 @@ PLURALS = {
     "PersistentVolumeClaim": "persistentvolumeclaims",
     "ServiceMonitor": "servicemonitors",
     "CustomResourceDefinition": "customresourcedefinitions",
+    "ConfigMap": "configmaps",
+    "ServiceAccount": "serviceaccounts",
+    "RoleBinding": "rolebindings",
+    "InferencePool": "inferencepools",
+    "HTTPRoute": "httproutes",
+    "Gateway": "gateways",
     specmod.KIND: specmod.PLURAL,
 }
 MERGE_PATCH = "application/merge-patch+json"

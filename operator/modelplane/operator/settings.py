@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from modelplane.operator.leader import (
     DEFAULT_LEASE_DURATION,
     DEFAULT_LEASE_NAME,
     DEFAULT_RENEW_DEADLINE,
     DEFAULT_RETRY_PERIOD,
+)
+from modelplane.operator.routing import (
+    DEFAULT_ENDPOINT_PICKER_IMAGE,
+    DEFAULT_ENDPOINT_PICKER_ROLE,
+    RoutingDefaults,
+    parse_gateway,
 )
 from modelplane.operator.spec import DEFAULT_IMAGE
 
@@ -51,12 +57,26 @@ class OperatorSettings:
     max_workers: int = 16
     log_format: str = "json"
     verbose: bool = False
+    # spec.routing: the Gateway when a ModelDeployment names none, the endpoint picker image, and
+    # the ClusterRole (shipped by the chart) bound to each picker.
+    routing: RoutingDefaults = field(default_factory=RoutingDefaults)
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
         env = os.environ
         namespaces = tuple(n for n in env.get("MODELPLANE_NAMESPACES", "").split(",") if n)
+        gateway = env.get("MODELPLANE_DEFAULT_GATEWAY", "")
+        routing = RoutingDefaults(
+            gateway=parse_gateway(gateway) if gateway else None,
+            endpoint_picker_image=env.get(
+                "MODELPLANE_ENDPOINT_PICKER_IMAGE", DEFAULT_ENDPOINT_PICKER_IMAGE
+            ),
+            endpoint_picker_role=env.get(
+                "MODELPLANE_ENDPOINT_PICKER_ROLE", DEFAULT_ENDPOINT_PICKER_ROLE
+            ),
+        )
         return cls(
+            routing=routing,
             namespaces=namespaces,
             all_namespaces=env.get("MODELPLANE_ALL_NAMESPACES", "").lower() in TRUE,
             default_image=env.get("MODELPLANE_DEFAULT_IMAGE", DEFAULT_IMAGE),

@@ -217,7 +217,10 @@ class ResourcesSpec(_Model):
 
 class AutoscalingSpec(_Model):
     min_replicas: StrictInt = Field(
-        1, ge=0, le=1000, description="Lowest replica count; 0 (scale to zero) needs provider keda."
+        1,
+        ge=0,
+        le=1000,
+        description="Lowest replica count; 0 (scale to zero) needs provider keda and spec.routing.",
     )
     max_replicas: StrictInt = Field(..., ge=1, le=1000, description="Highest replica count.")
     target_in_flight_requests: StrictInt = Field(
@@ -305,6 +308,65 @@ class MonitoringSpec(_Model):
     )
 
 
+# Gateway API Duration (GEP-2257), as in HTTPRoute timeouts; the EPP reads the same Go syntax.
+GATEWAY_DURATION = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+class GatewayRef(_Model):
+    name: Annotated[
+        str,
+        Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN, description="Gateway name."),
+    ]
+    namespace: str | None = Field(
+        None,
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Gateway namespace; defaults to the ModelDeployment's.",
+    )
+    section_name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Listener of the Gateway to attach to (HTTPRoute parentRefs sectionName).",
+    )
+
+
+class EndpointPickerSpec(_Model):
+    image: str | None = Field(
+        None,
+        min_length=1,
+        description="Endpoint picker (llm-d router EPP) image; defaults to the operator's "
+        "--endpoint-picker-image.",
+    )
+    replicas: StrictInt = Field(
+        1,
+        ge=1,
+        le=10,
+        description="Endpoint picker replicas; more than 1 elects one active leader (hot standbys).",
+    )
+
+
+class RoutingSpec(_Model):
+    gateway_ref: GatewayRef | None = Field(
+        None,
+        description="The Gateway serving every model's OpenAI endpoint; defaults to the "
+        "operator's --default-gateway.",
+    )
+    request_timeout: str = Field(
+        "10m",
+        pattern=GATEWAY_DURATION,
+        description="HTTPRoute request timeout and the endpoint picker's queue TTL; must cover a "
+        "cold start when autoscaling.minReplicas is 0. 0s: no timeout.",
+    )
+    endpoint_picker: EndpointPickerSpec = Field(
+        default_factory=lambda: EndpointPickerSpec.model_validate({}),
+        description="The endpoint picker that chooses a pod per request.",
+    )
+
+
 class ModelDeploymentSpec(_Model):
     """Desired state of one served model: the weights, the engine, GPUs, replicas, autoscaling."""
 
@@ -348,6 +410,11 @@ class ModelDeploymentSpec(_Model):
     monitoring: MonitoringSpec = Field(
         default_factory=lambda: MonitoringSpec.model_validate({}),
         description="Prometheus integration.",
+    )
+    routing: RoutingSpec | None = Field(
+        None,
+        description="Serve this model behind a Gateway through the Gateway API Inference "
+        "Extension (InferencePool, endpoint picker, HTTPRoute); needed to scale from zero.",
     )
 
     @model_validator(mode="after")
@@ -421,6 +488,17 @@ CROSS_FIELD_RULES: tuple[CrossFieldRule, ...] = (
         scope="autoscaling",
         cel="!has(self.minReplicas) || self.minReplicas > 0 || (has(self.provider) && self.provider == 'keda')",
         check=_autoscaling_rule(lambda a: a.min_replicas > 0 or a.provider == "keda"),
+    ),
+    CrossFieldRule(
+        field="spec.autoscaling.minReplicas",
+        message="0 (scale to zero) needs spec.routing: only the gateway's endpoint picker holds "
+        "a request while no pod runs, so nothing else wakes the model",
+        scope="",
+        cel="!has(self.autoscaling) || !has(self.autoscaling.minReplicas)"
+        " || self.autoscaling.minReplicas > 0 || has(self.routing)",
+        check=lambda s: (
+            s.autoscaling is None or s.autoscaling.min_replicas > 0 or s.routing is not None
+        ),
     ),
     CrossFieldRule(
         field="spec.autoscaling.prometheusAddress",

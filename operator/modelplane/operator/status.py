@@ -34,7 +34,7 @@ class ConditionStatus(str, enum.Enum):
 
 
 class Condition(_Model):
-    type: str = Field(..., description="Ready or SpecValid.")
+    type: str = Field(..., description="Ready, SpecValid or Routed.")
     status: ConditionStatus = Field(..., description="True, False or Unknown.")
     reason: str = Field(..., description="CamelCase reason for the last transition.")
     message: str = Field("", description="Human-readable details (names the field when invalid).")
@@ -53,7 +53,8 @@ class ModelDeploymentStatus(_Model):
         None, description="Pending, Progressing, Ready, Degraded or Failed."
     )
     conditions: list[Condition] = Field(
-        default_factory=list, description="Ready and SpecValid conditions (Kubernetes conventions)."
+        default_factory=list,
+        description="Ready, SpecValid and (with spec.routing) Routed conditions (Kubernetes conventions).",
     )
     replicas: int | None = Field(None, description="Pods of the Deployment (scale subresource).")
     ready_replicas: int | None = Field(None, description="Pods passing their readiness probe.")
@@ -61,6 +62,11 @@ class ModelDeploymentStatus(_Model):
         None, description="Label selector of the pods (scale subresource)."
     )
     endpoint: str | None = Field(None, description="In-cluster OpenAI-compatible base URL.")
+    gateway_endpoint: str | None = Field(
+        None,
+        description="OpenAI-compatible base URL on the Gateway (spec.routing), from the "
+        "Gateway's status when the operator can read it.",
+    )
     served_model_name: str | None = Field(None, description="The model name clients request.")
     observed_generation: int | None = Field(
         None, description="The metadata.generation the operator last reconciled."

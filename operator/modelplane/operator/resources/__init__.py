@@ -14,6 +14,7 @@ from modelplane.operator.resources.deployment import build_deployment
 from modelplane.operator.resources.meta import Owner
 from modelplane.operator.resources.pdb import build_pdb, wants_pdb
 from modelplane.operator.resources.pvc import build_cache_pvc
+from modelplane.operator.resources.routing import RoutingPlan, plan_routing
 from modelplane.operator.resources.service import build_service
 from modelplane.operator.resources.servicemonitor import build_service_monitor
 from modelplane.operator.spec import ModelDeploymentSpec
@@ -43,7 +44,9 @@ def plan_children(
     *,
     default_image: str,
     service_monitor_available: bool = False,
+    routing: RoutingPlan | None = None,
 ) -> ChildPlan:
+    """`routing` carries the operator's routing defaults and what the cluster offers."""
     plan = ChildPlan()
     if spec.cache.size:
         # Create-only: a claim's spec is immutable once bound (a new class or a smaller size
@@ -70,9 +73,12 @@ def plan_children(
 
     if spec.monitoring.service_monitor.enabled and service_monitor_available:
         plan.apply.append(build_service_monitor(owner, spec))
+    apply, delete = plan_routing(owner, spec, routing or RoutingPlan(), service_monitor_available)
+    plan.apply += apply
+    plan.delete += [ChildRef(*ref) for ref in delete]
     # The cache PVC is never deleted when cache.size is removed: it may hold 100s of GB of weights
     # the user wants to keep; garbage collection removes it with the ModelDeployment.
     return plan
 
 
-__all__ = ["ChildPlan", "ChildRef", "Owner", "plan_children"]
+__all__ = ["ChildPlan", "ChildRef", "Owner", "RoutingPlan", "plan_children"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelplane.operator.resources.endpoint_picker import wake_query
 from modelplane.operator.resources.meta import Owner, child
 from modelplane.operator.spec import AutoscalingSpec, ModelDeploymentSpec
 
@@ -92,10 +93,32 @@ def build_scaled_object(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, An
                         "threshold": str(auto.target_in_flight_requests),
                         "activationThreshold": "0",
                     },
-                }
+                },
+                *routing_triggers(owner, spec),
             ],
         },
     )
+
+
+def routing_triggers(owner: Owner, spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    """With routing, the endpoint picker's held and running requests: at zero pods nothing else
+    reports load, and the picker holds the first request until a pod is ready (scale from zero).
+    """
+    auto = _autoscaling(spec)
+    if spec.routing is None:
+        return []
+    return [
+        {
+            "type": "prometheus",
+            "name": "endpoint-picker",
+            "metadata": {
+                "serverAddress": str(auto.prometheus_address),
+                "query": wake_query(owner),
+                "threshold": str(auto.target_in_flight_requests),
+                "activationThreshold": "0",
+            },
+        }
+    ]
 
 
 def build_autoscaler(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
