@@ -8,20 +8,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from bench.config import SYSTEMS, BenchConfig, parse_config
-from bench.report import SystemResults, build_results, format_table, plot_chart, write_json
-from bench.runner import log, resolve_model, run_system
-
-
-async def run_serving(config: BenchConfig) -> SystemResults:
-    model, served_name = resolve_model(config)
-    systems: SystemResults = {}
-    # One after another: two engines at once would measure the contention, not the systems.
-    for system in [s for s in config.systems if s in SYSTEMS]:
-        systems[system] = await run_system(system, model, served_name, config)
-        # Collect the stopped engine now, not at interpreter exit when its cleanup fails.
-        gc.collect()
-    return systems
+from bench.config import SYSTEMS, parse_config
+from bench.report import build_results, format_table, plot_chart, write_json
+from bench.runner import log, resolve_model, run_interleaved
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -40,8 +29,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             operator_results.write(config.output_dir / "operator.json")
         return
     model, served_name = resolve_model(config)
-    systems = asyncio.run(run_serving(config))
-    results = build_results(config, model, served_name, systems)
+    rounds = asyncio.run(run_interleaved(serving, model, served_name, config))
+    # Collect the stopped engines now, not at interpreter exit when their cleanup fails.
+    gc.collect()
+    results = build_results(config, model, served_name, rounds)
     if operator_results is not None:
         results["operator"] = operator_results.as_dict()
     json_path = config.output_dir / "latest.json"

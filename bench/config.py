@@ -19,6 +19,7 @@ class BenchConfig:
     concurrency: list[int]
     requests_per_level: int | None
     max_tokens: int
+    rounds: int
     warmup_requests: int
     model: str | None
     served_model_name: str | None
@@ -37,6 +38,13 @@ def _int_list(text: str) -> list[int]:
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
+
+
+def _positive_int(text: str) -> int:
+    value = _int_list(text)
+    if len(value) != 1:
+        raise argparse.ArgumentTypeError(f"expected one positive integer, got {text!r}")
+    return value[0]
 
 
 def _systems(text: str) -> list[str]:
@@ -58,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmark modelplane-server against vLLM's own OpenAI server and the raw "
-        "vLLM engine with the same model, engine flags and workload; or (`operator`) the "
-        "operator with many ModelDeployments at once.",
+        "vLLM engine with the same model, engine flags and workload, interleaved over rounds; "
+        "or (`operator`) the operator with many ModelDeployments at once.",
     )
     parser.add_argument(
         "command",
@@ -81,16 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests in flight per level, comma-separated (default: 1,16,64)",
     )
     parser.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=5,
+        help="rounds; each runs every level on every system in turn (default: 5)",
+    )
+    parser.add_argument(
         "--requests-per-level",
-        type=int,
+        type=_positive_int,
         default=None,
-        help="requests measured per level (default: max(16, 2 x concurrency): two waves)",
+        help="requests per level and round (default: max(4, concurrency): one wave)",
     )
     parser.add_argument(
         "--max-tokens",
         type=int,
-        default=64,
-        help="output tokens per request, exact (ignore_eos) (default: 64)",
+        default=32,
+        help="output tokens per request, exact (ignore_eos) (default: 32)",
     )
     parser.add_argument(
         "--warmup-requests",
@@ -144,6 +158,7 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
         concurrency=args.concurrency,
         requests_per_level=args.requests_per_level,
         max_tokens=args.max_tokens,
+        rounds=args.rounds,
         warmup_requests=args.warmup_requests,
         model=args.model,
         served_model_name=args.served_model_name,

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import SYSTEM_LABELS, SYSTEMS, BenchConfig
-from bench.stats import level_ratios
+from bench.stats import SPREAD_SUFFIX, RoundResults, round_ratios, summarize_rounds
 
-SystemResults = dict[str, dict[str, dict[str, float | int]]]
 # (subject, baseline) pairs reported as ratios, with their key in latest.json.
 RATIO_PAIRS = {
     "modelplane_vs_vllm": ("modelplane", "vllm"),
@@ -21,13 +20,18 @@ RATIO_PAIRS = {
 
 
 def build_results(
-    config: BenchConfig, model: str, served_name: str, systems: SystemResults
+    config: BenchConfig, model: str, served_name: str, rounds: RoundResults
 ) -> dict[str, Any]:
-    """latest.json: what ran, per system and level the metrics, then modelplane's ratios."""
+    """latest.json: what ran; per system and level each metric's median over the rounds with
+    its IQR beside it; modelplane's ratios, taken per round, as median and IQR."""
+    systems = {
+        system: {level: summarize_rounds(per_round) for level, per_round in levels.items()}
+        for system, levels in rounds.items()
+    }
     ratios = {
-        key: level_ratios(systems[subject], systems[baseline])
+        key: round_ratios(rounds[subject], rounds[baseline])
         for key, (subject, baseline) in RATIO_PAIRS.items()
-        if subject in systems and baseline in systems
+        if subject in rounds and baseline in rounds
     }
     return {
         "setup": {
@@ -36,6 +40,7 @@ def build_results(
             "engine_args": config.engine_args,
             "concurrency": config.concurrency,
             "requests_per_level": config.requests_per_level,
+            "rounds": config.rounds,
             "max_tokens": config.max_tokens,
             "warmup_requests": config.warmup_requests,
             "cpu_count": os.cpu_count(),
@@ -70,6 +75,15 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
+def _fmt_spread(entry: dict[str, Any], key: str, digits: int) -> str:
+    """`median (q1-q3)` when the IQR is there, else the bare value."""
+    text = _fmt(entry.get(key), digits)
+    spread = entry.get(key + SPREAD_SUFFIX)
+    if spread is None or text == "-":
+        return text
+    return f"{text} ({_fmt(spread[0], digits)}-{_fmt(spread[1], digits)})"
+
+
 TABLE_COLUMNS = (
     ("system", "system"),
     ("conc", "concurrency"),
@@ -99,34 +113,49 @@ def format_table(results: dict[str, Any]) -> str:
             rows.append(
                 [SYSTEM_LABELS[system], level]
                 + [
-                    _fmt(metrics[key], 2 if key == "requests_per_s" else 1)
+                    _fmt_spread(
+                        metrics,
+                        key,
+                        2
+                        if key == "requests_per_s"
+                        else 0
+                        if key.endswith("_ms") or key.startswith("serving")
+                        else 1,
+                    )
                     for _, key in TABLE_COLUMNS[2:]
                 ]
             )
-    text = _markdown([title for title, _ in TABLE_COLUMNS], rows)
+    text = "Medians over the rounds (interquartile range):\n\n"
+    text += _markdown([title for title, _ in TABLE_COLUMNS], rows)
     for key, per_level in results["ratios"].items():
         subject, baseline = RATIO_PAIRS[key]
         ratio_rows = [
-            [
-                level,
-                _fmt(r["output_tokens_per_s"], 3),
-                _fmt(r["requests_per_s"], 3),
-                _fmt(r["ttft_p50_ms"], 3),
-                _fmt(r["itl_p50_ms"], 3),
-                _fmt(r["e2e_p50_ms"], 3),
-                _fmt(r["serving_cpu_us_per_token"], 3),
+            [level]
+            + [
+                _fmt_spread(r, key, 2)
+                for key in (
+                    "output_tokens_per_s",
+                    "ttft_p50_ms",
+                    "itl_p50_ms",
+                    "e2e_p50_ms",
+                    "serving_cpu_us_per_token",
+                )
             ]
             for level, r in per_level.items()
         ]
-        text += f"\n\n{SYSTEM_LABELS[subject]} / {SYSTEM_LABELS[baseline]}:\n\n" + _markdown(
-            ["conc", "tok/s", "req/s", "TTFT p50", "ITL p50", "e2e p50", "serving CPU/token"],
+        text += (
+            f"\n\n{SYSTEM_LABELS[subject]} / {SYSTEM_LABELS[baseline]}, per round, "
+            "median (interquartile range):\n\n"
+        ) + _markdown(
+            ["conc", "tok/s", "TTFT p50", "ITL p50", "e2e p50", "serving CPU/token"],
             ratio_rows,
         )
     return text
 
 
 def plot_chart(results: dict[str, Any], path: Path) -> None:
-    """Grouped bars per concurrency level: throughput (higher is better) and TTFT p50."""
+    """Grouped bars per concurrency level (medians, IQR as error bars): throughput, TTFT p50,
+    ITL p50 and serving CPU per token."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,9 +173,21 @@ def plot_chart(results: dict[str, Any], path: Path) -> None:
     width = 0.8 / max(len(systems), 1)
     for ax, (metric, title) in zip(axes, panels, strict=True):
         for i, system in enumerate(systems):
-            values = [results["systems"][system].get(lvl, {}).get(metric) or 0.0 for lvl in levels]
+            entries = [results["systems"][system].get(lvl, {}) for lvl in levels]
+            values = [e.get(metric) or 0.0 for e in entries]
+            # Error bars span the interquartile range over the rounds.
+            spreads = [
+                e.get(metric + SPREAD_SUFFIX) or [v, v]
+                for e, v in zip(entries, values, strict=True)
+            ]
+            yerr = [
+                [max(0.0, v - (s[0] or v)) for v, s in zip(values, spreads, strict=True)],
+                [max(0.0, (s[1] or v) - v) for v, s in zip(values, spreads, strict=True)],
+            ]
             positions = [x + (i - (len(systems) - 1) / 2) * width for x in range(len(levels))]
-            bars = ax.bar(positions, values, width, label=SYSTEM_LABELS[system])
+            bars = ax.bar(
+                positions, values, width, yerr=yerr, capsize=2, label=SYSTEM_LABELS[system]
+            )
             ax.bar_label(bars, fmt="%.0f", fontsize=7)
         ax.set_xticks(range(len(levels)), [f"{lvl} in flight" for lvl in levels])
         ax.set_title(title, fontsize=10)

@@ -1,4 +1,5 @@
-"""Run the serving systems one after another with the same model, flags and workload."""
+"""Run the serving systems side by side, interleaved over rounds, with the same model, flags
+and workload."""
 
 from __future__ import annotations
 
@@ -21,12 +22,12 @@ from bench.servers import (
     running_server,
     vllm_server_command,
 )
-from bench.stats import summarize_level
+from bench.stats import RoundResults, summarize_level
 from bench.workload import SendRequest, requests_for_level, run_level
 
-LevelResults = dict[str, dict[str, float | int]]
-# GiB of RAM the CPU engine may use for its KV cache when the caller did not say.
-DEFAULT_KVCACHE_GIB = "2"
+# GiB of RAM each CPU engine may use for its KV cache when the caller did not say (three
+# engines are up at once; 1 GiB holds ~20k tokens of the bundled model, far above the load).
+DEFAULT_KVCACHE_GIB = "1"
 
 
 def resolve_model(config: BenchConfig) -> tuple[str, str]:
@@ -104,37 +105,68 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-async def run_system(
-    system: str, model: str, served_name: str, config: BenchConfig
-) -> LevelResults:
-    """Start one system, warm it up, measure every concurrency level, stop it."""
-    label = SYSTEM_LABELS[system]
-    log(f"{label}: starting")
-    started = time.perf_counter()
-    results: LevelResults = {}
-    async with open_system(system, model, served_name, config) as opened:
-        send = opened.send
-        log(f"{label}: ready after {time.perf_counter() - started:.0f} s; warming up")
-        if config.warmup_requests > 0:
-            warm = await run_level(
-                send, min(config.warmup_requests, max(config.concurrency)), config.warmup_requests
+async def measure_level(
+    opened: OpenSystem, concurrency: int, total: int
+) -> tuple[dict[str, float | int], list[str]]:
+    """One round of one level on one system: its summary and its errors."""
+    cpu_before = opened.serving_cpu_seconds()
+    level = await run_level(opened.send, concurrency, total)
+    serving_cpu_s = opened.serving_cpu_seconds() - cpu_before
+    errors = [t.error for t in level.timings if t.error]
+    return summarize_level(level.timings, level.wall_s, serving_cpu_s), errors
+
+
+def round_order(systems: Sequence[str], round_index: int) -> list[str]:
+    """The systems rotated by the round: each takes every position in turn."""
+    shift = round_index % len(systems) if systems else 0
+    return [*systems[shift:], *systems[:shift]]
+
+
+async def warm_up(label: str, opened: OpenSystem, config: BenchConfig) -> None:
+    if config.warmup_requests <= 0:
+        return
+    concurrency = min(config.warmup_requests, max(config.concurrency))
+    warm = await run_level(opened.send, concurrency, config.warmup_requests)
+    failed = [t.error for t in warm.timings if t.error]
+    if failed:
+        log(f"{label}: {len(failed)} warm-up request(s) failed, e.g. {failed[0]}")
+
+
+async def run_interleaved(
+    systems: Sequence[str], model: str, served_name: str, config: BenchConfig
+) -> RoundResults:
+    """Start every system, then per round and level run each in turn (rotated each round).
+
+    The systems stay up together; only one is loaded at a time (an idle vLLM engine waits
+    on its input queue), so each round compares them minutes apart at most, under the same
+    background load, and per-round ratios cancel the machine's drift.
+    """
+    results: RoundResults = {s: {str(c): [] for c in config.concurrency} for s in systems}
+    async with contextlib.AsyncExitStack() as stack:
+        opened: dict[str, OpenSystem] = {}
+        for system in systems:
+            label = SYSTEM_LABELS[system]
+            log(f"{label}: starting")
+            started = time.perf_counter()
+            opened[system] = await stack.enter_async_context(
+                open_system(system, model, served_name, config)
             )
-            failed = [t.error for t in warm.timings if t.error]
-            if failed:
-                log(f"{label}: {len(failed)} warm-up request(s) failed, e.g. {failed[0]}")
-        for concurrency in config.concurrency:
-            total = requests_for_level(concurrency, config.requests_per_level)
-            cpu_before = opened.serving_cpu_seconds()
-            level = await run_level(send, concurrency, total)
-            serving_cpu_s = opened.serving_cpu_seconds() - cpu_before
-            summary = summarize_level(level.timings, level.wall_s, serving_cpu_s)
-            results[str(concurrency)] = summary
-            errors = [t.error for t in level.timings if t.error]
-            log(
-                f"{label}: concurrency {concurrency}: {total} requests in {level.wall_s:.1f} s, "
-                f"{summary['output_tokens_per_s']:.0f} tok/s, TTFT p50 {summary['ttft_p50_ms']:.0f} ms, "
-                f"{summary['serving_cpu_us_per_token']:.0f} us serving CPU/token"
-                + (f", {len(errors)} errors, e.g. {errors[0]}" if errors else "")
-            )
-    log(f"{label}: stopped")
+            log(f"{label}: ready after {time.perf_counter() - started:.0f} s; warming up")
+            await warm_up(label, opened[system], config)
+        for round_index in range(config.rounds):
+            round_started = time.perf_counter()
+            for concurrency in config.concurrency:
+                total = requests_for_level(concurrency, config.requests_per_level)
+                for system in round_order(systems, round_index):
+                    summary, errors = await measure_level(opened[system], concurrency, total)
+                    results[system][str(concurrency)].append(summary)
+                    log(
+                        f"round {round_index + 1}/{config.rounds} {SYSTEM_LABELS[system]} "
+                        f"c={concurrency}: {summary['output_tokens_per_s']:.1f} tok/s, TTFT p50 "
+                        f"{summary['ttft_p50_ms']:.0f} ms, "
+                        f"{summary['serving_cpu_us_per_token']:.0f} us CPU/token"
+                        + (f", {len(errors)} errors, e.g. {errors[0]}" if errors else "")
+                    )
+            log(f"round {round_index + 1} took {time.perf_counter() - round_started:.0f} s")
+        log("stopping the systems")
     return results

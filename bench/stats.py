@@ -1,4 +1,5 @@
-"""Pure statistics over timed requests: percentiles, latencies, per-level summaries, ratios."""
+"""Pure statistics over timed requests: percentiles, latencies, per-level summaries, and the
+summaries over rounds (median with its interquartile range) of figures and of ratios."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 # The per-level metrics every system reports, in table order (the keys of latest.json).
 LEVEL_METRICS: tuple[str, ...] = (
@@ -24,6 +26,10 @@ LEVEL_METRICS: tuple[str, ...] = (
 # Metrics where a bigger number is better; for the rest (latencies) smaller is better.
 HIGHER_IS_BETTER = frozenset({"output_tokens_per_s", "requests_per_s"})
 RATIO_METRICS: tuple[str, ...] = tuple(m for m in LEVEL_METRICS if m != "errors")
+# system -> level -> one level summary per round.
+RoundResults = dict[str, dict[str, list[dict[str, float | int]]]]
+# The suffix of a figure's spread beside it in latest.json: `<metric>_iqr: [q1, q3]`.
+SPREAD_SUFFIX = "_iqr"
 
 
 @dataclass
@@ -114,14 +120,46 @@ def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator
 
 
-def level_ratios(
-    subject: dict[str, dict[str, float | int]], baseline: dict[str, dict[str, float | int]]
-) -> dict[str, dict[str, float]]:
-    """subject / baseline for every numeric metric at every level both systems ran."""
-    return {
-        level: {
-            m: ratio(float(subject[level][m]), float(baseline[level][m])) for m in RATIO_METRICS
-        }
-        for level in subject
-        if level in baseline
-    }
+def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
+    """(q1, median, q3) of the finite values; NaNs when there are none."""
+    finite = [v for v in values if not math.isnan(v)]
+    return percentile(finite, 25), percentile(finite, 50), percentile(finite, 75)
+
+
+def median_and_iqr(values: Sequence[float]) -> tuple[float, list[float]]:
+    q1, median, q3 = quartiles(values)
+    return median, [q1, q3]
+
+
+def summarize_rounds(rounds: Sequence[dict[str, float | int]]) -> dict[str, Any]:
+    """One system at one level over its rounds: each metric's median across rounds, its
+    interquartile range beside it (`<metric>_iqr`), errors summed, and the round count."""
+    summary: dict[str, Any] = {}
+    for metric in LEVEL_METRICS:
+        values = [float(r[metric]) for r in rounds]
+        if metric == "errors":
+            summary[metric] = int(sum(values))
+            continue
+        summary[metric], summary[metric + SPREAD_SUFFIX] = median_and_iqr(values)
+    summary["rounds"] = len(rounds)
+    return summary
+
+
+def round_ratios(
+    subject: dict[str, Sequence[dict[str, float | int]]],
+    baseline: dict[str, Sequence[dict[str, float | int]]],
+) -> dict[str, dict[str, Any]]:
+    """subject / baseline per round (the two ran back to back, so slow drift of the machine
+    cancels), then the median and IQR of those ratios, for every level both systems ran."""
+    ratios: dict[str, dict[str, Any]] = {}
+    for level, subject_rounds in subject.items():
+        if level not in baseline:
+            continue
+        pairs = list(zip(subject_rounds, baseline[level], strict=False))
+        entry: dict[str, Any] = {}
+        for metric in RATIO_METRICS:
+            per_round = [ratio(float(s[metric]), float(b[metric])) for s, b in pairs]
+            entry[metric], entry[metric + SPREAD_SUFFIX] = median_and_iqr(per_round)
+        entry["rounds"] = len(pairs)
+        ratios[level] = entry
+    return ratios

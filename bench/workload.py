@@ -56,10 +56,11 @@ async def run_level(send: SendRequest, concurrency: int, total_requests: int) ->
 
 
 def requests_for_level(concurrency: int, requests_per_level: int | None) -> int:
-    """The default is two full waves (at least 16 requests) so medians are stable."""
+    """Per round, the default is one full wave (at least 4 requests): rounds, not long
+    levels, make the medians stable."""
     if requests_per_level is not None:
         return requests_per_level
-    return max(16, 2 * concurrency)
+    return max(4, concurrency)
 
 
 def check_output_length(timing: RequestTiming, max_tokens: int) -> RequestTiming:

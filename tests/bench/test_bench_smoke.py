@@ -33,7 +33,8 @@ def test_bench_smoke_run_writes_latest_json_table_and_chart(tmp_path: Path) -> N
     result = run_bench(
         [
             "--systems", "modelplane", "--concurrency", "1,2", "--requests-per-level", "2",
-            "--max-tokens", "8", "--warmup-requests", "1", "--output-dir", str(tmp_path),
+            "--max-tokens", "8", "--warmup-requests", "1", "--rounds", "2",
+            "--output-dir", str(tmp_path),
         ],
         timeout_s=600,
     )  # fmt: skip
@@ -43,14 +44,19 @@ def test_bench_smoke_run_writes_latest_json_table_and_chart(tmp_path: Path) -> N
     assert list(results["systems"]) == ["modelplane"]
     assert list(results["systems"]["modelplane"]) == ["1", "2"]
     for metrics in results["systems"]["modelplane"].values():
-        assert list(metrics) == list(LEVEL_METRICS)
+        assert set(LEVEL_METRICS) <= set(metrics)
+        assert metrics["rounds"] == 2
+        q1, q3 = metrics["output_tokens_per_s_iqr"]
+        assert q1 <= metrics["output_tokens_per_s"] <= q3
         assert metrics["errors"] == 0
         assert metrics["output_tokens_per_s"] > 0
         assert 0 < metrics["ttft_p50_ms"] <= metrics["e2e_p50_ms"]
     assert results["ratios"] == {}  # no baseline ran
     assert results["setup"]["max_tokens"] == 8
+    assert results["setup"]["rounds"] == 2
     assert (tmp_path / "latest.png").read_bytes()[:4] == b"\x89PNG"
     assert "| modelplane | 2 |" in result.stdout
+    assert "round 2/2 modelplane c=2" in result.stderr
 
 
 def test_bench_operator_scale_reports_children_reconciles_and_rss(tmp_path: Path) -> None:

@@ -11,14 +11,18 @@ import pytest
 
 from bench.config import parse_config
 from bench.report import build_results, format_table, plot_chart, write_json
+from bench.runner import round_order
 from bench.stats import (
     LEVEL_METRICS,
+    RATIO_METRICS,
     RequestTiming,
     inter_token_gaps,
-    level_ratios,
     percentile,
+    quartiles,
     ratio,
+    round_ratios,
     summarize_level,
+    summarize_rounds,
 )
 from bench.workload import (
     PROMPTS,
@@ -95,16 +99,61 @@ def test_summarize_level_with_every_request_failed_has_nan_latencies() -> None:
     assert math.isnan(float(summary["ttft_p50_ms"]))
 
 
-def test_ratio_and_level_ratios() -> None:
+def test_ratio_is_nan_when_a_side_is_missing_or_zero() -> None:
     assert ratio(3.0, 2.0) == 1.5
     assert math.isnan(ratio(1.0, 0.0))
     assert math.isnan(ratio(math.nan, 1.0))
-    subject = {"1": dict.fromkeys(LEVEL_METRICS, 2.0), "16": dict.fromkeys(LEVEL_METRICS, 1.0)}
-    baseline = {"1": dict.fromkeys(LEVEL_METRICS, 4.0)}
-    ratios = level_ratios(subject, baseline)
-    assert list(ratios) == ["1"]  # only levels both systems ran
-    assert ratios["1"]["output_tokens_per_s"] == 0.5
-    assert "errors" not in ratios["1"]
+
+
+def test_quartiles_ignore_nan_rounds() -> None:
+    assert quartiles([5.0, 1.0, 3.0, 2.0, 4.0]) == (2.0, 3.0, 4.0)
+    assert quartiles([1.0, math.nan, 3.0]) == (1.5, 2.0, 2.5)
+    assert all(math.isnan(q) for q in quartiles([math.nan]))
+
+
+def level(**overrides: float) -> dict[str, float | int]:
+    """One round's summary of one level: every metric 1.0 unless overridden, no errors."""
+    return {**dict.fromkeys(LEVEL_METRICS, 1.0), "errors": 0, **overrides}
+
+
+def test_summarize_rounds_gives_medians_with_their_iqr_and_sums_errors() -> None:
+    rounds = [level(output_tokens_per_s=v, errors=e) for v, e in ((10, 0), (30, 1), (20, 0))]
+    summary = summarize_rounds(rounds)
+    assert summary["output_tokens_per_s"] == 20.0
+    assert summary["output_tokens_per_s_iqr"] == [15.0, 25.0]
+    assert summary["errors"] == 1
+    assert summary["rounds"] == 3
+    for metric in RATIO_METRICS:
+        assert metric in summary and metric + "_iqr" in summary
+    assert "errors_iqr" not in summary
+
+
+def test_round_ratios_cancel_drift_that_medians_of_figures_keep() -> None:
+    # The machine slows down round after round; modelplane is 10% faster in each round.
+    baseline = {"16": [level(output_tokens_per_s=v) for v in (100.0, 50.0, 20.0)]}
+    subject = {"16": [level(output_tokens_per_s=v * 1.1) for v in (100.0, 50.0, 20.0)]}
+    ratios = round_ratios(subject, baseline)
+    entry = ratios["16"]
+    assert entry["output_tokens_per_s"] == pytest.approx(1.1)
+    assert entry["output_tokens_per_s_iqr"] == pytest.approx([1.1, 1.1])
+    assert entry["rounds"] == 3
+    assert "errors" not in entry
+    # The figures' own IQR is wide; the ratio's is zero.
+    assert summarize_rounds(baseline["16"])["output_tokens_per_s_iqr"] == [35.0, 75.0]
+
+
+def test_round_ratios_only_for_levels_both_systems_ran() -> None:
+    subject = {"1": [level()], "16": [level()]}
+    assert list(round_ratios(subject, {"1": [level(ttft_p50_ms=2.0)]})) == ["1"]
+    assert round_ratios(subject, {"1": [level(ttft_p50_ms=2.0)]})["1"]["ttft_p50_ms"] == 0.5
+
+
+def test_each_system_takes_every_position_over_the_rounds() -> None:
+    systems = ["raw", "vllm", "modelplane"]
+    orders = [round_order(systems, r) for r in range(3)]
+    assert orders[0] == systems
+    assert [order[0] for order in orders] == systems
+    assert round_order(systems, 3) == systems
 
 
 def test_short_output_is_an_error_because_ignore_eos_was_not_honoured() -> None:
@@ -118,9 +167,9 @@ def test_messages_rotate_through_the_fixed_prompts() -> None:
     assert messages_for(len(PROMPTS)) == messages_for(0)
 
 
-def test_default_requests_per_level_is_two_waves_of_at_least_16() -> None:
-    assert requests_for_level(1, None) == 16
-    assert requests_for_level(64, None) == 128
+def test_default_requests_per_round_is_one_wave_of_at_least_4() -> None:
+    assert requests_for_level(1, None) == 4
+    assert requests_for_level(64, None) == 64
     assert requests_for_level(64, 10) == 10
 
 
@@ -147,8 +196,10 @@ def test_flags_parse_into_the_config() -> None:
         [
             "--systems", "vllm,modelplane", "--concurrency", "1,2", "--requests-per-level", "3",
             "--max-tokens", "8", "--engine-arg=--enforce-eager", "--engine-arg=--max-model-len 512",
+            "--rounds", "3",
         ]
     )  # fmt: skip
+    assert config.rounds == 3
     assert config.systems == ["vllm", "modelplane"]
     assert config.concurrency == [1, 2]
     assert config.requests_per_level == 3
@@ -158,7 +209,8 @@ def test_flags_parse_into_the_config() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--systems", "tgi"], ["--concurrency", "0"], ["--concurrency", "x"]]
+    "argv",
+    [["--systems", "tgi"], ["--concurrency", "0"], ["--concurrency", "x"], ["--rounds", "0"]],
 )
 def test_bad_flags_exit_with_a_usage_error(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
@@ -167,16 +219,25 @@ def test_bad_flags_exit_with_a_usage_error(argv: list[str]) -> None:
 
 def fake_results() -> dict:
     config = parse_config(["--concurrency", "1,16", "--engine-arg=--enforce-eager"])
-    level = {
-        "1": summarize_level([timing(0.0, [0.1, 0.2], 2)], 1.0),
-        "16": summarize_level([timing(0.0, [0.2, 0.3], 2), timing(0.0, [], 0, "x")], 1.0),
-    }
-    slower = {
-        k: {**v, "output_tokens_per_s": float(v["output_tokens_per_s"]) / 2}
-        for k, v in level.items()
-    }
+
+    def rounds(scale: float) -> dict[str, list[dict[str, float | int]]]:
+        per_level = {
+            "1": summarize_level([timing(0.0, [0.1, 0.2], 2)], 1.0),
+            "16": summarize_level([timing(0.0, [0.2, 0.3], 2), timing(0.0, [], 0, "x")], 1.0),
+        }
+        return {
+            lvl: [
+                {**v, "output_tokens_per_s": float(v["output_tokens_per_s"]) * scale * drift}
+                for drift in (1.0, 0.8, 1.2)
+            ]
+            for lvl, v in per_level.items()
+        }
+
     return build_results(
-        config, "/models/smol", "smol", {"raw": level, "vllm": level, "modelplane": slower}
+        config,
+        "/models/smol",
+        "smol",
+        {"raw": rounds(1.0), "vllm": rounds(1.0), "modelplane": rounds(0.5)},
     )
 
 
@@ -189,9 +250,15 @@ def test_results_json_has_the_issue_keys_and_modelplane_ratios(tmp_path: Path) -
     for per_level in loaded["systems"].values():
         assert set(per_level) == {"1", "16"}
         for metrics in per_level.values():
-            assert list(metrics) == list(LEVEL_METRICS)
+            assert set(LEVEL_METRICS) <= set(metrics)
+            assert metrics["rounds"] == 3
+            q1, q3 = metrics["output_tokens_per_s_iqr"]
+            assert q1 <= metrics["output_tokens_per_s"] <= q3
+    assert loaded["systems"]["vllm"]["16"]["errors"] == 3  # one per round, summed
     assert set(loaded["ratios"]) == {"modelplane_vs_vllm", "modelplane_vs_raw"}
     assert loaded["ratios"]["modelplane_vs_vllm"]["1"]["output_tokens_per_s"] == 0.5
+    assert loaded["ratios"]["modelplane_vs_vllm"]["1"]["output_tokens_per_s_iqr"] == [0.5, 0.5]
+    assert loaded["setup"]["rounds"] == 5
     assert loaded["setup"]["engine_args"] == ["--enforce-eager"]
 
 
@@ -221,6 +288,7 @@ def test_table_lists_every_system_level_and_the_ratios() -> None:
     assert "| modelplane | 16 |" in table
     assert "modelplane / vLLM server" in table
     assert "modelplane / raw engine" in table
+    assert "| 1 | 0.50 (0.50-0.50) |" in table  # modelplane / baseline tok/s per round
 
 
 def test_chart_is_a_png(tmp_path: Path) -> None:
