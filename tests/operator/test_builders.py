@@ -350,7 +350,7 @@ def test_pod_level_spec_fields_reach_the_pod():
     assert [t["key"] for t in p["tolerations"]] == ["nvidia.com/gpu", "dedicated"]
 
 
-def test_engine_env_and_rate_limits_become_container_env():
+def test_engine_env_becomes_container_env_and_server_settings_do_not():
     spec = {
         **MINIMAL,
         "engine": {"env": [{"name": "VLLM_ATTENTION_BACKEND", "value": "FLASHINFER"}]},
@@ -358,8 +358,9 @@ def test_engine_env_and_rate_limits_become_container_env():
     }
     env = {e["name"]: e.get("value") for e in container(spec)["env"]}
     assert env["VLLM_ATTENTION_BACKEND"] == "FLASHINFER"
-    assert env["MODELPLANE_RATE_LIMIT_REQUESTS_PER_MINUTE"] == "600"
-    assert env["MODELPLANE_RATE_LIMIT_TOKENS_PER_MINUTE"] == "100000"
+    # Server settings are flags (engine_args), never MODELPLANE_* variables.
+    assert not [name for name in env if name.startswith("MODELPLANE_")]
+    assert "--rate-limit-requests-per-minute" in container(spec)["args"]
 
 
 def test_custom_gpu_resource_name_sets_limit_and_toleration():

@@ -1,7 +1,33 @@
 """The exact modelplane-server (vLLM) flags for each spec field."""
 
-from modelplane.operator.engine_args import engine_flags, model_argument
+from modelplane import contract
+from modelplane.operator.engine_args import DRAIN_TIMEOUT_SECONDS, engine_flags, model_argument
 from modelplane.operator.spec import parse_spec
+from modelplane.server import cli as server_cli
+
+# Every spec field that becomes a flag, set at once.
+EVERY_FLAG = {
+    "model": {
+        "uri": "s3://bucket/qwen3-8b-awq",
+        "servedModelName": "qwen3",
+        "revision": "main",
+        "tokenizer": "Qwen/Qwen3-8B",
+    },
+    "engine": {
+        "tensorParallelSize": 2,
+        "pipelineParallelSize": 2,
+        "quantization": "awq",
+        "dtype": "half",
+        "kvCacheDtype": "fp8",
+        "maxModelLen": 8192,
+        "gpuMemoryUtilization": 0.85,
+        "maxNumSeqs": 64,
+        "enablePrefixCaching": False,
+    },
+    "adapters": [{"name": "sql", "uri": "hf://org/sql-lora"}],
+    "auth": {"apiKeySecretRef": {"name": "k", "key": "keys"}},
+    "rateLimit": {"requestsPerMinute": 600, "tokensPerMinute": 100000},
+}
 
 
 def flags(spec: dict, name: str = "qwen") -> list[str]:
@@ -16,6 +42,8 @@ def test_minimal_spec_serves_the_hub_model_under_the_object_name():
     assert flags({"model": {"uri": "hf://Qwen/Qwen3-8B"}}) == [
         "--host", "0.0.0.0",
         "--port", "8000",
+        "--log-format", "json",
+        "--drain-timeout", "100",
         "--model", "Qwen/Qwen3-8B",
         "--served-model-name", "qwen",
     ]  # fmt: skip
@@ -118,3 +146,41 @@ def test_s3_models_stream_through_runai():
     args = flags({"model": {"uri": "s3://bucket/qwen3"}})
     assert value_of(args, "--model") == "s3://bucket/qwen3"
     assert value_of(args, "--load-format") == "runai_streamer"
+
+
+def test_rate_limits_become_the_servers_rate_limit_flags():
+    args = flags(
+        {
+            "model": {"uri": "hf://o/m"},
+            "rateLimit": {"requestsPerMinute": 600, "tokensPerMinute": 9},
+        }
+    )
+    assert value_of(args, "--rate-limit-requests-per-minute") == "600"
+    assert value_of(args, "--rate-limit-tokens-per-minute") == "9"
+    assert "--rate-limit-tokens-per-minute" not in flags({"model": {"uri": "hf://o/m"}})
+
+
+def test_the_drain_fits_the_grace_period_left_after_the_prestop_pause():
+    assert value_of(flags({"model": {"uri": "hf://o/m"}}), "--drain-timeout") == str(
+        DRAIN_TIMEOUT_SECONDS
+    )
+
+
+def test_every_flag_the_operator_emits_is_accepted_by_the_servers_parser():
+    """The contract, operator side: the real modelplane-server parser (vLLM's + ours) reads
+    the whole command line, names and values, and lands each value where the server uses it."""
+    args = flags(EVERY_FLAG)
+    parsed = server_cli.parse_args(args, {})
+    assert parsed.port == contract.SERVER_PORT
+    assert parsed.log_format == "json"
+    assert parsed.drain_timeout == DRAIN_TIMEOUT_SECONDS
+    assert parsed.rate_limit_requests_per_minute == 600
+    assert parsed.rate_limit_tokens_per_minute == 100000
+    assert parsed.api_key_file == "/etc/modelplane/auth/api-keys"
+    assert parsed.lora_modules == ["sql=org/sql-lora"]
+    assert parsed.tensor_parallel_size == 2
+    assert parsed.quantization == "awq"
+    assert parsed.load_format == "runai_streamer"
+    assert parsed.enable_prefix_caching is False
+    emitted = {arg for arg in args if arg.startswith("--")}
+    assert emitted >= set(contract.SERVER_FLAGS)  # the maximal spec uses every contract flag

@@ -1,16 +1,26 @@
-"""The one place where a spec field becomes a `modelplane-server` (vLLM) command-line flag."""
+"""The one place where the spec becomes the `modelplane-server` command line (vLLM's flags + ours).
+
+Every setting reaches the server as a flag, none as `MODELPLANE_*` environment: one list to read,
+and `tests/operator/test_engine_args.py` parses it with the server's own argument parser.
+"""
 
 from __future__ import annotations
 
+from modelplane import contract
 from modelplane.operator.spec import ModelDeploymentSpec, served_model_name
 
-SERVER_PORT = 8000
 MODELS_DIR = "/models"  # where a pvc:// model claim is mounted (read-only)
 API_KEYS_DIR = "/etc/modelplane/auth"
 API_KEYS_FILE = f"{API_KEYS_DIR}/api-keys"
 # vLLM documents s3:// models through the Run:ai model streamer (`--load-format runai_streamer`,
 # `vllm[runai]` in the image): weights stream straight from the bucket into GPU memory.
 S3_LOAD_FORMAT = "runai_streamer"
+
+# The shutdown budget: preStop keeps the pod serving while Endpoints drop it; then SIGTERM lets
+# in-flight requests (long generations) finish within what is left of the grace period.
+PRE_STOP_SLEEP_SECONDS = 10
+TERMINATION_GRACE_SECONDS = 120
+DRAIN_TIMEOUT_SECONDS = TERMINATION_GRACE_SECONDS - PRE_STOP_SLEEP_SECONDS - 10
 
 
 def model_argument(spec: ModelDeploymentSpec) -> str:
@@ -42,10 +52,15 @@ def engine_flags(spec: ModelDeploymentSpec, name: str) -> list[str]:
     """The server's arguments for ModelDeployment `name`, ending with spec.engine.extraArgs verbatim."""
     engine = spec.engine
     flags = [
-        "--host",
+        contract.HOST_FLAG,
         "0.0.0.0",
-        "--port",
-        str(SERVER_PORT),
+        contract.PORT_FLAG,
+        str(contract.SERVER_PORT),
+        # One JSON object per log line in pods; drain within the grace period after preStop.
+        contract.LOG_FORMAT_FLAG,
+        "json",
+        contract.DRAIN_TIMEOUT_FLAG,
+        str(DRAIN_TIMEOUT_SECONDS),
         "--model",
         model_argument(spec),
         "--served-model-name",
@@ -78,8 +93,12 @@ def engine_flags(spec: ModelDeploymentSpec, name: str) -> list[str]:
     elif engine.enable_prefix_caching is False:
         flags += ["--no-enable-prefix-caching"]
     if spec.adapters:
-        flags += ["--enable-lora", "--lora-modules"]
+        flags += ["--enable-lora", contract.LORA_MODULES_FLAG]
         flags += [f"{a.name}={adapter_argument(a.uri)}" for a in spec.adapters]
     if spec.auth.api_key_secret_ref is not None:
-        flags += ["--api-key-file", API_KEYS_FILE]
+        flags += [contract.API_KEY_FILE_FLAG, API_KEYS_FILE]
+    if spec.rate_limit is not None and spec.rate_limit.requests_per_minute is not None:
+        flags += [contract.RATE_LIMIT_REQUESTS_FLAG, str(spec.rate_limit.requests_per_minute)]
+    if spec.rate_limit is not None and spec.rate_limit.tokens_per_minute is not None:
+        flags += [contract.RATE_LIMIT_TOKENS_FLAG, str(spec.rate_limit.tokens_per_minute)]
     return flags + list(engine.extra_args)

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-SERVER_PORT = 8000
+from modelplane.contract import SERVER_PORT
 
 
 class Phase(str, enum.Enum):

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modelplane.contract import SERVER_PORT
 from modelplane.server.body_limit import DEFAULT_MAX_REQUEST_BODY_BYTES, parse_byte_size
 from modelplane.server.settings import (
     ApiKey,
@@ -40,7 +41,7 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
     """The HTTP server's flags (vLLM's engine flags are added next to them)."""
     group = parser.add_argument_group("modelplane server")
     group.add_argument("--host", default="0.0.0.0", help="Address to listen on.")
-    group.add_argument("--port", type=int, default=8000, help="Port to listen on.")
+    group.add_argument("--port", type=int, default=SERVER_PORT, help="Port to listen on.")
     group.add_argument(
         "--api-key",
         action="extend",

@@ -19,6 +19,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from modelplane.contract import IN_FLIGHT_METRIC
 from modelplane.server.request_record import RequestRecord
 
 # Same shape as vLLM's TTFT buckets, so dashboards can put both on one panel.
@@ -78,7 +79,7 @@ class ServerMetrics:
             registry=registry,
         )
         self.in_flight = Gauge(
-            "modelplane_requests_in_flight",
+            IN_FLIGHT_METRIC,
             "Generation requests running or queued in this pod.",
             registry=registry,
         )

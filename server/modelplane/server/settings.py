@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from modelplane.contract import SERVER_PORT
+
 if TYPE_CHECKING:
     from vllm.engine.arg_utils import AsyncEngineArgs
 
@@ -33,7 +35,7 @@ class ServerSettings:
     engine_args: AsyncEngineArgs
     served_model_names: list[str]
     host: str = "0.0.0.0"
-    port: int = 8000
+    port: int = SERVER_PORT
     api_keys: list[ApiKey] = field(default_factory=list)
     max_concurrent_requests: int = 256
     max_queued_requests: int = 1024

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelplane.contract import IN_FLIGHT_METRIC
 from modelplane.operator.resources.endpoint_picker import wake_query
 from modelplane.operator.resources.meta import Owner, child
 from modelplane.operator.spec import AutoscalingSpec, ModelDeploymentSpec
-
-IN_FLIGHT_METRIC = "modelplane_requests_in_flight"
 
 # GPU replicas take minutes to start: scale up on a short window, down only after a calm spell.
 HPA_BEHAVIOR = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelplane import contract
 from modelplane.operator import engine_args
 from modelplane.operator.resources.meta import Owner, child, labels, selector_labels
 from modelplane.operator.resources.pvc import cache_claim_name
@@ -20,11 +21,6 @@ STARTUP_PERIOD_SECONDS = 10
 STARTUP_FAILURE_THRESHOLD = 360
 # The Deployment itself reports ProgressDeadlineExceeded after the same hour.
 PROGRESS_DEADLINE_SECONDS = STARTUP_PERIOD_SECONDS * STARTUP_FAILURE_THRESHOLD
-# preStop keeps the pod serving while Endpoints drop it; then SIGTERM lets in-flight requests
-# (long generations) finish within the grace period.
-PRE_STOP_SLEEP_SECONDS = 10
-TERMINATION_GRACE_SECONDS = 120
-DRAIN_TIMEOUT_SECONDS = TERMINATION_GRACE_SECONDS - PRE_STOP_SLEEP_SECONDS - 10
 
 
 def build_deployment(
@@ -53,8 +49,8 @@ def build_pod_template(
     gpus = spec.gpus_per_replica
     annotations = {
         "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(engine_args.SERVER_PORT),
-        "prometheus.io/path": "/metrics",
+        "prometheus.io/port": str(contract.SERVER_PORT),
+        "prometheus.io/path": contract.METRICS_PATH,
         **spec.pod_annotations,
     }
     pod: dict[str, Any] = {
@@ -65,7 +61,7 @@ def build_pod_template(
             "fsGroup": RUN_AS,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "terminationGracePeriodSeconds": engine_args.TERMINATION_GRACE_SECONDS,
         "enableServiceLinks": False,
         # The server never calls the Kubernetes API: no token in the pod to leak.
         "automountServiceAccountToken": False,
@@ -103,14 +99,16 @@ def build_container(
         "image": spec.image or default_image,
         "command": ["modelplane-server"],
         "args": engine_args.engine_flags(spec, owner.name),
-        "ports": [{"name": "http", "containerPort": engine_args.SERVER_PORT, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": contract.SERVER_PORT, "protocol": "TCP"}],
         "env": build_env(spec),
         "resources": build_resources(spec),
         "volumeMounts": build_volume_mounts(spec),
-        "startupProbe": _probe("/ready", STARTUP_PERIOD_SECONDS, STARTUP_FAILURE_THRESHOLD),
-        "readinessProbe": _probe("/ready", 5, 3),
-        "livenessProbe": _probe("/health", 15, 4),
-        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
+        "startupProbe": _probe(
+            contract.READY_PATH, STARTUP_PERIOD_SECONDS, STARTUP_FAILURE_THRESHOLD
+        ),
+        "readinessProbe": _probe(contract.READY_PATH, 5, 3),
+        "livenessProbe": _probe(contract.HEALTH_PATH, 15, 4),
+        "lifecycle": {"preStop": {"sleep": {"seconds": engine_args.PRE_STOP_SLEEP_SECONDS}}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -134,28 +132,18 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
 
 
 def build_env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
-    """Sorted by name so the pod template (and its hash) is stable."""
+    """What libraries read from the environment (server settings are flags, see engine_args).
+
+    Sorted by name so the pod template is stable.
+    """
     env: dict[str, dict[str, Any]] = {
         "HF_HOME": {"value": HF_HOME},
         "HOME": {"value": "/tmp"},  # read-only root filesystem: libraries write under $HOME
         "VLLM_CACHE_ROOT": {"value": f"{CACHE_DIR}/vllm"},
-        # modelplane-server reads MODELPLANE_<FLAG> for each of its flags: JSON logs in pods, and
-        # in-flight requests may finish within the grace period left after the preStop pause.
-        "MODELPLANE_LOG_FORMAT": {"value": "json"},
-        "MODELPLANE_DRAIN_TIMEOUT": {"value": str(DRAIN_TIMEOUT_SECONDS)},
     }
     if spec.model.hf_token_secret_ref is not None:
         ref = spec.model.hf_token_secret_ref
         env["HF_TOKEN"] = {"valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
-    if spec.rate_limit is not None:
-        if spec.rate_limit.requests_per_minute is not None:
-            env["MODELPLANE_RATE_LIMIT_REQUESTS_PER_MINUTE"] = {
-                "value": str(spec.rate_limit.requests_per_minute)
-            }
-        if spec.rate_limit.tokens_per_minute is not None:
-            env["MODELPLANE_RATE_LIMIT_TOKENS_PER_MINUTE"] = {
-                "value": str(spec.rate_limit.tokens_per_minute)
-            }
     for var in spec.engine.env:
         env[var.name] = {"value": var.value}
     return [{"name": name, **value} for name, value in sorted(env.items())]

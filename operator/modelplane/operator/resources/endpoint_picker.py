@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from modelplane import contract
 from modelplane.operator.resources.meta import (
     DEPLOYMENT_LABEL,
     MANAGED_BY,
@@ -98,7 +99,11 @@ def picker_config(spec: ModelDeploymentSpec) -> dict[str, Any]:
             {"type": "lora-affinity-scorer"},
             {
                 "type": "metrics-data-source",
-                "parameters": {"scheme": "http", "path": "/metrics", "insecureSkipVerify": True},
+                "parameters": {
+                    "scheme": "http",
+                    "path": contract.METRICS_PATH,  # the serving pods' metrics
+                    "insecureSkipVerify": True,
+                },
             },
             {"type": "core-metrics-extractor"},
         ],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelplane.operator.engine_args import SERVER_PORT
+from modelplane.contract import SERVER_PORT
 from modelplane.operator.resources.endpoint_picker import GRPC_PORT, picker_name
 from modelplane.operator.resources.meta import Owner, child, selector_labels
 from modelplane.operator.spec import ModelDeploymentSpec

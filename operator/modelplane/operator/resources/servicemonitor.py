@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelplane.contract import METRICS_PATH
 from modelplane.operator.resources.meta import Owner, child, labels, selector_labels
 from modelplane.operator.spec import ModelDeploymentSpec
 
@@ -24,7 +25,7 @@ def build_service_monitor(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, 
                 "matchLabels": {**selector_labels(owner), "app.kubernetes.io/component": "server"}
             },
             "namespaceSelector": {"matchNames": [owner.namespace]},
-            "endpoints": [{"port": "http", "path": "/metrics", "interval": monitor.interval}],
+            "endpoints": [{"port": "http", "path": METRICS_PATH, "interval": monitor.interval}],
         },
     )
     manifest["metadata"]["labels"] = {**monitor.labels, **labels(owner, "monitoring")}
