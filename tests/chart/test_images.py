@@ -1,4 +1,4 @@
-"""The Dockerfiles pass hadolint and keep the promises of the issue (base, user, port, entrypoint)."""
+"""The Dockerfiles pass hadolint and keep their promises: base image, non-root user, port, entrypoint."""
 
 from __future__ import annotations
 

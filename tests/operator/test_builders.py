@@ -3,7 +3,6 @@
 from modelplane.operator.resources import ChildRef, Owner, plan_children
 from modelplane.operator.resources.autoscaler import build_hpa, build_scaled_object, keda_query
 from modelplane.operator.resources.deployment import build_deployment
-from modelplane.operator.resources.meta import SPEC_HASH_ANNOTATION
 from modelplane.operator.resources.pdb import wants_pdb
 from modelplane.operator.resources.service import build_service
 from modelplane.operator.spec import parse_spec
@@ -50,7 +49,6 @@ def test_children_carry_owner_reference_and_standard_labels():
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "modelplane-operator"
         assert meta["labels"]["modelplane.io/deployment"] == "qwen3-8b"
         assert "app.kubernetes.io/component" in meta["labels"]
-        assert len(meta["annotations"][SPEC_HASH_ANNOTATION]) == 16
 
 
 def test_minimal_plan_is_deployment_and_service_only():
@@ -306,13 +304,6 @@ def test_service_monitor_only_when_asked_and_available():
     monitor = next(m for m in plan.apply if m["kind"] == "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prom"
     assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
-
-
-def test_spec_hash_changes_with_the_spec():
-    a = deployment(MINIMAL)["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
-    b = deployment(TP2)["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
-    assert a != b
-    assert a == deployment(MINIMAL)["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
 
 
 def test_builders_copy_user_fragments():

@@ -22,7 +22,7 @@ EVERY_FLAG = {
         "maxModelLen": 8192,
         "gpuMemoryUtilization": 0.85,
         "maxNumSeqs": 64,
-        "enablePrefixCaching": False,
+        "enablePrefixCaching": True,
     },
     "adapters": [{"name": "sql", "uri": "hf://org/sql-lora"}],
     "auth": {"apiKeySecretRef": {"name": "k", "key": "keys"}},
@@ -61,26 +61,7 @@ def test_tensor_and_pipeline_parallel_sizes():
 
 
 def test_quantization_and_engine_tuning_flags():
-    args = flags(
-        {
-            "model": {
-                "uri": "hf://Qwen/Qwen3-8B-AWQ",
-                "servedModelName": "qwen3",
-                "revision": "main",
-                "tokenizer": "Qwen/Qwen3-8B",
-            },
-            "engine": {
-                "quantization": "awq",
-                "dtype": "half",
-                "kvCacheDtype": "fp8",
-                "maxModelLen": 8192,
-                "gpuMemoryUtilization": 0.85,
-                "maxNumSeqs": 64,
-                "enablePrefixCaching": True,
-                "extraArgs": ["--enforce-eager", "--seed", "7"],
-            },
-        }
-    )
+    args = flags({**EVERY_FLAG, "engine": {**EVERY_FLAG["engine"], "extraArgs": ["--seed", "7"]}})
     assert value_of(args, "--served-model-name") == "qwen3"
     assert value_of(args, "--quantization") == "awq"
     assert value_of(args, "--dtype") == "half"
@@ -91,7 +72,7 @@ def test_quantization_and_engine_tuning_flags():
     assert value_of(args, "--revision") == "main"
     assert value_of(args, "--tokenizer") == "Qwen/Qwen3-8B"
     assert "--enable-prefix-caching" in args
-    assert args[-3:] == ["--enforce-eager", "--seed", "7"]  # extraArgs last, verbatim
+    assert args[-2:] == ["--seed", "7"]  # extraArgs last, verbatim
 
 
 def test_compressed_tensors_quantization_keeps_its_vllm_name():
@@ -181,6 +162,6 @@ def test_every_flag_the_operator_emits_is_accepted_by_the_servers_parser():
     assert parsed.tensor_parallel_size == 2
     assert parsed.quantization == "awq"
     assert parsed.load_format == "runai_streamer"
-    assert parsed.enable_prefix_caching is False
+    assert parsed.enable_prefix_caching is True
     emitted = {arg for arg in args if arg.startswith("--")}
     assert emitted >= set(contract.SERVER_FLAGS)  # the maximal spec uses every contract flag

@@ -320,7 +320,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: 
         reconcile(kube, operator_settings, body, trigger=trigger, retry=retry)
 
     if settings.resync_seconds > 0:
-        # Optional periodic re-apply (also covers the unwatched ScaledObject/ServiceMonitor/PVC).
+        # Optional periodic re-apply of every child: a safety net behind the watch events.
         # kopf timers put a finalizer on every ModelDeployment, hence off by default.
         @kopf.timer(
             *md,

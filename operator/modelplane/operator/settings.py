@@ -38,7 +38,7 @@ class OperatorSettings:
     all_namespaces: bool = False
     # modelplane-server image for ModelDeployments that set no spec.image.
     default_image: str = DEFAULT_IMAGE
-    # Deleted or hand-edited Deployments/Services/HPAs/PDBs are restored at once through their
+    # Deleted or hand-edited children (every kind the operator makes) are restored at once through their
     # watch events. A periodic re-apply of everything is optional (0 = off): kopf timers need a
     # finalizer on every ModelDeployment.
     resync_seconds: float = 0.0

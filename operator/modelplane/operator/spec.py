@@ -34,7 +34,6 @@ SINGULAR = "modeldeployment"
 SHORT_NAMES = ["md"]
 
 DEFAULT_IMAGE = "ghcr.io/modelplane/modelplane-server:0.1.0"
-URI_SCHEMES = ("hf", "pvc", "s3", "file")
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 

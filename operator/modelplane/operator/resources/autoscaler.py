@@ -120,12 +120,6 @@ def routing_triggers(owner: Owner, spec: ModelDeploymentSpec) -> list[dict[str, 
     ]
 
 
-def build_autoscaler(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
-    if _autoscaling(spec).provider == "keda":
-        return build_scaled_object(owner, spec)
-    return build_hpa(owner, spec)
-
-
 def _autoscaling(spec: ModelDeploymentSpec) -> AutoscalingSpec:
     if spec.autoscaling is None:
         raise ValueError("spec.autoscaling is not set")

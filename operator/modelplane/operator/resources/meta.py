@@ -1,4 +1,4 @@
-"""Names, labels, owner references and the spec-hash annotation shared by every child."""
+"""Names, labels and owner references shared by every child."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from modelplane.operator import spec as specmod
 APP_NAME = "modelplane-server"
 MANAGED_BY = "modelplane-operator"
 DEPLOYMENT_LABEL = "modelplane.io/deployment"
-SPEC_HASH_ANNOTATION = "modelplane.io/spec-hash"
 
 
 @dataclass(frozen=True)
@@ -59,13 +58,14 @@ def owner_reference(owner: Owner) -> dict[str, Any]:
 
 
 def content_hash(content: Any) -> str:
+    """A short stable digest (the endpoint picker's pods roll when their config changes)."""
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def child(
     api_version: str, kind: str, name: str, owner: Owner, component: str, spec_key: str, spec: Any
 ) -> dict[str, Any]:
-    """A child manifest whose metadata carries labels, the owner reference and its content hash."""
+    """A child manifest whose metadata carries the labels and the controller owner reference."""
     return {
         "apiVersion": api_version,
         "kind": kind,
@@ -73,7 +73,6 @@ def child(
             "name": name,
             "namespace": owner.namespace,
             "labels": labels(owner, component),
-            "annotations": {SPEC_HASH_ANNOTATION: content_hash(spec)},
             "ownerReferences": [owner_reference(owner)],
         },
         spec_key: spec,
