@@ -10,6 +10,7 @@ import pytest
 from modelplane.server.engine import Engine, LoRAModulePath, build_lora_requests, engine_error
 from modelplane.server.errors import InternalError, InvalidRequest, ModelNotFound
 from modelplane.server.models import retrieve_model
+from modelplane.server.request_record import RequestRecord
 
 
 class TokenizerStub:
@@ -73,9 +74,10 @@ def test_models_listing_has_aliases_then_adapters() -> None:
     assert [m["id"] for m in body["data"]] == ["smollm2", "default", "sql"]
     assert all(m["object"] == "model" and m["owned_by"] == "modelplane" for m in body["data"])
     assert body["data"][2]["parent"] == "smollm2"
-    assert retrieve_model(engine, "sql")["id"] == "sql"
+    record = RequestRecord("r", "/v1/models/{model}")
+    assert retrieve_model(engine, "sql", record)["id"] == "sql"
     with pytest.raises(ModelNotFound):
-        retrieve_model(engine, "nope")
+        retrieve_model(engine, "nope", record)
 
 
 def test_duplicate_adapter_names_are_refused() -> None:

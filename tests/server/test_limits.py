@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,16 +118,23 @@ def test_rate_limits_off_by_default() -> None:
 @pytest.fixture(scope="module")
 def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """Configured through MODELPLANE_* env vars, as the operator configures pods."""
+    workdir = Path(tmp_path_factory.mktemp("tiny-server"))
+    key_file = workdir / "keys"
+    key_file.write_text(
+        "ci:sk-ci-tiny\nmeter:sk-meter-tiny\nnarrow:sk-narrow-tiny models=tiny-alias\n"
+    )
     running = start_server(
-        Path(tmp_path_factory.mktemp("tiny-server")),
+        workdir,
         ["--max-concurrent-requests", "1", "--max-queued-requests", "1", "--max-model-len", "1024"],
         env={
-            "MODELPLANE_API_KEY": "ci:sk-ci-tiny",
+            "MODELPLANE_API_KEY_FILE": str(key_file),
+            "MODELPLANE_SERVED_MODEL_NAME": "smollm2-135m-instruct tiny-alias",
             "MODELPLANE_RATE_LIMIT_REQUESTS_PER_MINUTE": "6",
+            "MODELPLANE_RATE_LIMIT_TOKENS_PER_MINUTE": "6000",
             "MODELPLANE_LOG_FORMAT": "json",
         },
     )
-    running.keys = {"ci": "sk-ci-tiny"}
+    running.keys = {"ci": "sk-ci-tiny", "meter": "sk-meter-tiny", "narrow": "sk-narrow-tiny"}
     try:
         yield running
     finally:
@@ -205,8 +213,88 @@ def test_key_over_its_requests_per_minute_gets_429(tiny_server: RunningServer) -
                 break
         assert statuses[-1] == 429, statuses
         assert int(response.headers["retry-after"]) >= 1
+        assert response.headers["x-ratelimit-limit-requests"] == "6"
+        assert response.headers["x-ratelimit-remaining-requests"] == "0"
+        assert 0 < duration_s(response.headers["x-ratelimit-reset-requests"]) <= 60
         error = response.json()["error"]
         assert error["code"] == "rate_limit_exceeded"
         assert "requests per minute" in error["message"]
         usage = tiny_server.usage_line(response.headers["x-request-id"])
         assert (usage["status"], usage["key_name"]) == (429, "ci")
+
+
+GO_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:([\d.]+)s)?(?:(\d+)ms)?$")
+
+
+def duration_s(text: str) -> float:
+    """A Go-style duration (`6m0s`, `1.5s`, `120ms`), as OpenAI's reset headers carry it."""
+    match = GO_DURATION.match(text)
+    assert match and text, f"not a Go duration: {text!r}"
+    hours, minutes, seconds, millis = (float(group or 0) for group in match.groups())
+    return hours * 3600 + minutes * 60 + seconds + millis / 1000
+
+
+@pytest.mark.slow
+def test_every_api_response_carries_openais_rate_limit_headers(
+    tiny_server: RunningServer,
+) -> None:
+    headers = {"Authorization": "Bearer sk-meter-tiny"}
+    # ~600 prompt tokens, charged to the key when the request finishes.
+    body = {"model": "smollm2-135m-instruct", "prompt": "one two three " * 200, "max_tokens": 1}
+    with httpx.Client(base_url=tiny_server.base_url, headers=headers, timeout=120) as http:
+        served = http.post("/v1/completions", json=body)
+        assert served.status_code == 200, served.text
+        charged = served.json()["usage"]["total_tokens"]
+        assert charged > 500
+        listed = http.get("/v1/models")
+    # The request budget refills at 6 a minute while the request runs: what remains and the
+    # time to full agree (the first request of the key took one).
+    assert served.headers["x-ratelimit-limit-requests"] == "6"
+    remaining = int(served.headers["x-ratelimit-remaining-requests"])
+    reset = duration_s(served.headers["x-ratelimit-reset-requests"])
+    assert (remaining, reset > 0) in ((5, True), (6, False))
+    assert reset <= 10
+    assert served.headers["x-ratelimit-limit-tokens"] == "6000"
+    assert served.headers["x-ratelimit-remaining-tokens"] == "6000"  # charged after the response
+    assert served.headers["x-ratelimit-reset-tokens"] == "0s"
+    # The next response sees the charge, refilling at 100 tokens/s.
+    assert listed.status_code == 200
+    remaining_tokens = int(listed.headers["x-ratelimit-remaining-tokens"])
+    reset_tokens = duration_s(listed.headers["x-ratelimit-reset-tokens"])
+    assert 6000 - charged <= remaining_tokens < 6000
+    assert abs(remaining_tokens + reset_tokens * 100 - 6000) <= 1
+    usage = tiny_server.usage_line(served.headers["x-request-id"])
+    assert (usage["key_name"], usage["prompt_tokens"]) == ("meter", charged - 1)
+    # Without a key there is no budget to report: the 401 carries none.
+    refused = httpx.get(f"{tiny_server.base_url}/v1/models")
+    assert refused.status_code == 401
+    assert not any(name.startswith("x-ratelimit") for name in refused.headers)
+
+
+@pytest.mark.slow
+def test_a_key_restricted_to_some_models_gets_403_naming_any_other(
+    tiny_server: RunningServer,
+) -> None:
+    headers = {"Authorization": "Bearer sk-narrow-tiny"}
+    chat = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+    with httpx.Client(base_url=tiny_server.base_url, headers=headers, timeout=120) as http:
+        refused = http.post("/v1/chat/completions", json={**chat, "model": "smollm2-135m-instruct"})
+        allowed = http.post("/v1/chat/completions", json={**chat, "model": "tiny-alias"})
+        listed = http.get("/v1/models").json()
+        retrieved = http.get("/v1/models/smollm2-135m-instruct")
+    assert refused.status_code == 403
+    error = refused.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert (error["type"], error["code"], error["param"]) == (
+        "invalid_request_error",
+        "model_not_allowed",
+        "model",
+    )
+    assert "`smollm2-135m-instruct`" in error["message"]
+    assert refused.headers["x-ratelimit-limit-requests"] == "6"
+    assert allowed.status_code == 200, allowed.text
+    assert [model["id"] for model in listed["data"]] == ["tiny-alias"]
+    assert retrieved.status_code == 403
+    usage = tiny_server.usage_line(refused.headers["x-request-id"])
+    assert (usage["status"], usage["key_name"], usage["prompt_tokens"]) == (403, "narrow", 0)
+    assert tiny_server.usage_line(allowed.headers["x-request-id"])["key_name"] == "narrow"

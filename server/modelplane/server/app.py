@@ -257,12 +257,12 @@ def add_api_routes(app: FastAPI, state: ServerState) -> None:
         return await respond(request, work)
 
     @app.get("/v1/models")
-    async def models() -> Response:
-        return json_response(list_models(state.require_engine()))
+    async def models(request: Request) -> Response:
+        return json_response(list_models(state.require_engine(), record_of(request)))
 
     @app.get("/v1/models/{model_id:path}")
-    async def model(model_id: str) -> Response:
-        return json_response(retrieve_model(state.require_engine(), model_id))
+    async def model(request: Request, model_id: str) -> Response:
+        return json_response(retrieve_model(state.require_engine(), model_id, record_of(request)))
 
 
 def add_probe_routes(app: FastAPI, state: ServerState) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from modelplane.server.errors import AuthenticationFailed
+from modelplane.server.errors import AuthenticationFailed, ModelNotAllowed
 from modelplane.server.settings import ApiKey
 
 # Probes and scrapers reach these without a key.
@@ -16,10 +16,15 @@ class ApiKeyAuth:
 
     def __init__(self, keys: list[ApiKey]) -> None:
         self._keys = [(api_key.key.encode(), api_key.name) for api_key in keys]
+        self._models = {api_key.name: api_key.models for api_key in keys}
 
     @property
     def enabled(self) -> bool:
         return bool(self._keys)
+
+    def allowed_models(self, name: str | None) -> frozenset[str] | None:
+        """The models key `name` may use; None: every model (also on an open server)."""
+        return None if name is None else self._models.get(name)
 
     def authenticate(self, authorization: bytes | None) -> str | None:
         """The key name for an `Authorization` header value; raises AuthenticationFailed."""
@@ -41,3 +46,12 @@ class ApiKeyAuth:
         if matched is None:
             raise AuthenticationFailed("Incorrect API key provided.")
         return matched
+
+
+def authorize_model(allowed: frozenset[str] | None, model: str, key_name: str | None) -> None:
+    """403 when the request's key is restricted to other models (checked before the model
+    is looked up, so a restricted key cannot probe which models exist)."""
+    if allowed is not None and model not in allowed:
+        raise ModelNotAllowed(
+            f"The API key '{key_name}' may not use the model `{model}`.", param="model"
+        )

@@ -389,7 +389,7 @@ async def create_chat_completion(
     request: ChatCompletionRequest, engine: Engine, record: RequestRecord
 ) -> dict[str, Any] | AsyncIterator[bytes]:
     """Validate, render and submit a chat request; a dict body or an SSE frame iterator."""
-    record.model = request.model
+    record.use_model(request.model)
     lora_request = engine.resolve_generation_model(request.model)
     _, prompt_ids = build_chat_prompt(request, engine.tokenizer)
     record.prompt_tokens = len(prompt_ids)

@@ -196,7 +196,7 @@ async def create_completion(
     request: CompletionRequest, engine: Engine, record: RequestRecord
 ) -> dict[str, Any] | AsyncIterator[bytes]:
     """Validate, tokenize and submit every prompt; a dict body or an SSE frame iterator."""
-    record.model = request.model
+    record.use_model(request.model)
     lora_request = engine.resolve_generation_model(request.model)
     if request.echo and request.logprobs is not None:
         raise InvalidRequest("echo together with logprobs is not supported", param="echo")

@@ -63,7 +63,7 @@ async def create_embedding(
     """Embed every input with the pooling runner; a 400 when the model generates text."""
     from vllm.pooling_params import PoolingParams
 
-    record.model = request.model
+    record.use_model(request.model)
     lora_request = engine.resolve_model(request.model)
     if not engine.is_pooling_model:
         raise InvalidRequest(

@@ -46,6 +46,14 @@ class AuthenticationFailed(OpenAIError):
     code = "invalid_api_key"
 
 
+class ModelNotAllowed(OpenAIError):
+    """The API key is restricted to other models (`models=` in the key file)."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+    code = "model_not_allowed"
+
+
 class ModelNotFound(OpenAIError):
     status_code = 404
     error_type = "invalid_request_error"

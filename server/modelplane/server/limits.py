@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from modelplane.server.errors import RateLimited
 
@@ -92,6 +93,15 @@ class TokenBucket:
         return max(0.0, (amount - self.level) / self.rate)
 
 
+@dataclass(frozen=True)
+class BudgetState:
+    """One key's budget as OpenAI's `x-ratelimit-*` headers report it."""
+
+    limit: int
+    remaining: int
+    reset_s: float  # until the bucket is full again
+
+
 class KeyRateLimiter:
     """Per-API-key requests/minute and tokens/minute (`--rate-limit-*-per-minute`).
 
@@ -141,6 +151,25 @@ class KeyRateLimiter:
                     retry_after=max(1, math.ceil(requests.seconds_until(1))),
                 )
             requests.level -= 1
+
+    def budgets(self, key: str) -> dict[str, BudgetState]:
+        """`requests` and/or `tokens` (those configured): limit, remaining, time to full."""
+        now = self.clock()
+        states: dict[str, BudgetState] = {}
+        for kind, buckets, per_minute in (
+            ("requests", self._requests, self.requests_per_minute),
+            ("tokens", self._tokens, self.tokens_per_minute),
+        ):
+            if not per_minute:
+                continue
+            bucket = self._bucket(buckets, key, per_minute)
+            level = bucket.refill(now)
+            states[kind] = BudgetState(
+                limit=per_minute,
+                remaining=max(0, math.floor(level)),
+                reset_s=bucket.seconds_until(bucket.capacity),
+            )
+        return states
 
     def charge(self, key: str, tokens: int) -> None:
         if self.tokens_per_minute and tokens:

@@ -17,6 +17,7 @@ import orjson
 from modelplane.server.auth import OPEN_PATHS
 from modelplane.server.errors import InternalError, OpenAIError
 from modelplane.server.metrics import ANONYMOUS_KEY
+from modelplane.server.rate_limit_headers import rate_limit_headers
 from modelplane.server.request_record import RequestRecord
 from modelplane.server.state import ServerState
 from modelplane.server.usage import log_usage
@@ -80,15 +81,15 @@ class RequestMiddleware:
         path: str = scope["path"]
         request_id, authorization = request_id_from(scope["headers"])
         id_header = (b"x-request-id", request_id.encode())
-        response = {"status": 0, "complete": False}
+        response: dict[str, Any] = {"status": 0, "complete": False, "rate_key": None}
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 response["status"] = message["status"]
-                message = {
-                    **message,
-                    "headers": [*message.get("headers", ()), id_header],
-                }
+                extra = [id_header]
+                if response["rate_key"] is not None:  # authenticated, with per-key limits
+                    extra += rate_limit_headers(self.state.rate_limits, response["rate_key"])
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 response["complete"] = True
             await send(message)
@@ -104,6 +105,9 @@ class RequestMiddleware:
         counted = False
         try:
             record.key_name = state.auth.authenticate(authorization)
+            record.allowed_models = state.auth.allowed_models(record.key_name)
+            if state.rate_limits.enabled:
+                response["rate_key"] = record.key_name or ANONYMOUS_KEY
             if generation:
                 state.require_engine()
                 if state.rate_limits.enabled:

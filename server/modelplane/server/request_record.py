@@ -5,12 +5,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from modelplane.server.auth import authorize_model
+
 
 @dataclass
 class RequestRecord:
     request_id: str
     route: str
     key_name: str | None = None
+    # The models the key may use (None: any); set by the middleware after authentication.
+    allowed_models: frozenset[str] | None = None
     model: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -18,6 +22,11 @@ class RequestRecord:
     started_at: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
     finished_at: float | None = None
+
+    def use_model(self, model: str) -> None:
+        """Record the request's model; 403 when the key may not use it."""
+        self.model = model
+        authorize_model(self.allowed_models, model, self.key_name)
 
     def mark_first_token(self) -> None:
         if self.first_token_at is None:

@@ -16,10 +16,14 @@ LogFormat = Literal["text", "json"]
 
 @dataclass(frozen=True)
 class ApiKey:
-    """A client key and the name usage is attributed to. The key never appears in a repr."""
+    """A client key and the name usage is attributed to. The key never appears in a repr.
+
+    `models`: the model names the key may use (None: every served model).
+    """
 
     name: str
     key: str = field(repr=False)
+    models: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -58,29 +62,57 @@ class ServerSettings:
         return f"{scheme}://{host}:{self.port}/v1"
 
 
+# Options after the key on a key line: `name:key models=a,b`.
+KEY_OPTIONS = ("models",)
+
+
+def parse_key_entry(text: str) -> tuple[str | None, str, frozenset[str] | None]:
+    """`name:key models=a,b` (name and options optional) -> (name, key, models).
+
+    Options are the trailing `option=value` words; what precedes them is `name:key` or a key.
+    """
+    words = text.split()
+    models: frozenset[str] | None = None
+    while words and words[-1].partition("=")[0] in KEY_OPTIONS:
+        option, _, value = words.pop().partition("=")
+        names = frozenset(name.strip() for name in value.split(",") if name.strip())
+        if not names:
+            raise ValueError(f"{option}= needs at least one model name")
+        models = names if models is None else models | names
+    name, sep, key = " ".join(words).partition(":")
+    if not sep:
+        return None, name.strip(), models
+    return name.strip(), key.strip(), models
+
+
 def parse_api_key_lines(text: str, *, source: str) -> list[ApiKey]:
-    """Keys from a key file: one per line, `name:key` or a bare key; blank lines and # comments skipped."""
+    """Keys from a key file: one per line, `name:key` or a bare key, optionally followed by
+    `models=a,b`; blank lines and # comments skipped."""
     keys: list[ApiKey] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        name, sep, key = line.partition(":")
-        if not sep:
-            name, key = f"{Path(source).name}:{number}", line
-        name, key = name.strip(), key.strip()
+        try:
+            name, key, models = parse_key_entry(line)
+        except ValueError as error:
+            raise ValueError(f"{source}:{number}: {error}") from None
+        if name is None:
+            name = f"{Path(source).name}:{number}"
         if not name or not key:
-            raise ValueError(f"{source}:{number}: expected 'key' or 'name:key'")
-        keys.append(ApiKey(name=name, key=key))
+            raise ValueError(f"{source}:{number}: expected 'key' or 'name:key' [models=a,b]")
+        keys.append(ApiKey(name=name, key=key, models=models))
     return keys
 
 
 def name_inline_keys(keys: list[str]) -> list[ApiKey]:
-    """`--api-key` values, `name:key` or bare; a bare key is named by its position."""
+    """`--api-key` values, `name:key` or bare (named by position), optionally `models=a,b`."""
     named: list[ApiKey] = []
     for index, value in enumerate(keys, start=1):
-        name, sep, key = value.partition(":")
-        named.append(ApiKey(name.strip(), key.strip()) if sep else ApiKey(f"key-{index}", value))
+        name, key, models = parse_key_entry(value)
+        if not key:
+            raise ValueError(f"--api-key #{index}: expected 'key' or 'name:key' [models=a,b]")
+        named.append(ApiKey(name or f"key-{index}", key, models))
     return named
 
 
