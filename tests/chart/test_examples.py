@@ -30,6 +30,7 @@ EXPECTED_EXAMPLES = {
     "lora-adapters.yaml",
     "api-keys.yaml",
     "model-cache-pvc.yaml",
+    "one-endpoint.yaml",
 }
 # The smallest ModelDeployment a user writes by hand: it must work as is.
 HAND_WRITTEN_MINIMAL = """
@@ -45,9 +46,8 @@ def model_deployments(path: Path) -> list[Manifest]:
     return [d for d in load_yaml_documents(path) if d["kind"] == specmod.KIND]
 
 
-def children(path: Path) -> dict[str, Manifest]:
-    """The objects the operator would create for the example's (only) ModelDeployment, by kind."""
-    (md,) = model_deployments(path)
+def planned(md: Manifest) -> list[Manifest]:
+    """The objects the operator would create for one ModelDeployment."""
     owner = Owner(name=md["metadata"]["name"], namespace="models", uid="uid-1")
     plan = plan_children(
         owner,
@@ -55,9 +55,16 @@ def children(path: Path) -> dict[str, Manifest]:
         default_image=specmod.DEFAULT_IMAGE,
         service_monitor_available=True,
     )
+    return plan.create + plan.apply
+
+
+def children(path: Path, name: str | None = None) -> dict[str, Manifest]:
+    """The objects for the example's ModelDeployment (the only one, or `name`), by kind."""
+    mds = [md for md in model_deployments(path) if name in (None, md["metadata"]["name"])]
+    (md,) = mds
     # By kind, the serving pod's first: the endpoint picker's Deployment/Service come later.
     objects: dict[str, Manifest] = {}
-    for manifest in plan.create + plan.apply:
+    for manifest in planned(md):
         objects.setdefault(manifest["kind"], manifest)
     return objects
 
@@ -113,7 +120,7 @@ def test_example_builtin_objects_match_the_kubernetes_schemas(path: Path) -> Non
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
 def test_example_children_are_valid_kubernetes_objects(path: Path) -> None:
-    for manifest in children(path).values():
+    for manifest in (m for md in model_deployments(path) for m in planned(md)):
         if manifest["apiVersion"].split("/")[0] in (
             "keda.sh",
             "monitoring.coreos.com",
@@ -225,3 +232,25 @@ def test_a_cross_field_mistake_is_caught_by_cel_and_by_the_operator() -> None:
     with pytest.raises(specmod.SpecError) as error:
         specmod.parse_spec(md)
     assert error.value.field == "spec.resources.gpu.count"
+
+
+def test_one_endpoint_example_puts_two_models_behind_one_gateway() -> None:
+    path = EXAMPLES / "one-endpoint.yaml"
+    routes = {
+        md["metadata"]["name"]: children(path, md["metadata"]["name"])["HTTPRoute"]
+        for md in model_deployments(path)
+    }
+    assert set(routes) == {"qwen3-8b", "llama-3-1-8b"}
+    parents = {
+        (r["spec"]["parentRefs"][0]["namespace"], r["spec"]["parentRefs"][0]["name"])
+        for r in routes.values()
+    }
+    assert parents == {("gateway-system", "inference-gateway")}
+    names = {
+        route: [m["headers"][0]["value"] for rule in r["spec"]["rules"] for m in rule["matches"]]
+        for route, r in routes.items()
+    }
+    assert names == {"qwen3-8b": ["qwen3-8b", "sql-lora"], "llama-3-1-8b": ["llama-3.1-8b"]}
+    llama = children(path, "llama-3-1-8b")
+    assert llama["ScaledObject"]["spec"]["minReplicaCount"] == 0
+    assert llama["HTTPRoute"]["spec"]["rules"][0]["timeouts"]["request"] == "15m"
