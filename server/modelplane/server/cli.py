@@ -101,6 +101,12 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
         "larger bodies get 413 before they are parsed.",
     )
     group.add_argument(
+        "--headless",
+        action="store_true",
+        help="Multi-node worker (--nnodes N --node-rank >= 1 --master-addr LEADER): run this "
+        "node's share of the engine for the leader, no HTTP server (vLLM's --headless).",
+    )
+    group.add_argument(
         "--drain-timeout",
         type=float,
         default=30.0,
@@ -360,6 +366,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = apply_machine_defaults(argv)
     args = parse_args(argv, os.environ)
     configure_logging(args.log_format, log_level(args))
+    if args.headless:
+        from modelplane.server.headless import run_worker
+
+        try:
+            run_worker(args)
+        except ValueError as error:
+            logger.error("Invalid configuration: %s", error)
+            raise SystemExit(2) from None
+        return
     try:
         settings = build_settings(args)
     except (ValueError, OSError) as error:
