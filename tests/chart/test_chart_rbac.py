@@ -58,6 +58,11 @@ VARIANT_SPECS: list[dict[str, Any]] = [
     },
     {"model": {"uri": "hf://Qwen/Qwen3-8B"}, "cache": {"size": "10Gi"}},
     {"model": {"uri": "hf://Qwen/Qwen3-8B"}, "monitoring": {"serviceMonitor": {"enabled": True}}},
+    {
+        "model": {"uri": "hf://Qwen/Qwen3-8B"},
+        "engine": {"pipelineParallelSize": 2},
+        "resources": {"nodes": 2},
+    },
 ]
 
 

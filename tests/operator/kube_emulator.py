@@ -59,6 +59,16 @@ EXTRA_RESOURCES: dict[str, kmock.ResourceInfo] = {
         subresources={"status"},
         verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
     ),
+    # LeaderWorkerSet (kubernetes-sigs/lws): served like every extra kind here; whether the
+    # cluster "has" it is its CRD object (`crd_object`), which the operator checks.
+    "leaderworkerset.x-k8s.io/v1/leaderworkersets": kmock.ResourceInfo(
+        kind="LeaderWorkerSet",
+        singular="leaderworkerset",
+        namespaced=True,
+        shortnames={"lws"},
+        subresources={"status", "scale"},
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    ),
     "keda.sh/v1alpha1/scaledobjects": kmock.ResourceInfo(
         kind="ScaledObject",
         singular="scaledobject",
@@ -190,6 +200,18 @@ def _merged(value: Any, patch: Any) -> Any:
         else:
             result[key] = _merged(value.get(key), item)
     return result
+
+
+def crd_object(name: str) -> dict[str, Any]:
+    """A minimal CustomResourceDefinition `plural.group` (no schema): POST it to
+    /apis/apiextensions.k8s.io/v1/customresourcedefinitions and `Kube.crd_exists(name)` holds."""
+    plural, _, group = name.partition(".")
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": name},
+        "spec": {"group": group, "names": {"plural": plural}, "scope": "Namespaced"},
+    }
 
 
 def write_kubeconfig(server_url: str, path: Path) -> Path:

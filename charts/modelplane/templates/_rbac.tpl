@@ -21,9 +21,14 @@ watches), and tests/chart/test_chart_rbac.py derives the same list from that cod
   resources: ["modeldeployments/finalizers"]
   verbs: ["update"]
 # Watched children: an edit or deletion by hand is reverted at once. The endpoint picker's
-# (spec.routing) are deleted when routing is turned off.
+# (spec.routing) are deleted when routing is turned off. The serving workload is a Deployment,
+# or a LeaderWorkerSet (LWS) when a replica spans nodes; changing spec.resources.nodes between 1
+# and more deletes the other one.
 - apiGroups: ["apps"]
   resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["leaderworkerset.x-k8s.io"]
+  resources: ["leaderworkersets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services", "configmaps", "serviceaccounts"]
@@ -87,7 +92,7 @@ limited to a name; the rest is limited to this release's Lease.
 {{/*
 modelplane.clusterRules: cluster-scoped reads kopf and the operator need in every mode: CRDs
 (kopf notices ModelDeployment CRDs installed later; the operator checks that the ServiceMonitor,
-InferencePool and HTTPRoute CRDs exist), Gateways (their address), and, when watching specific namespaces, namespaces (kopf lists them to match the
+InferencePool, HTTPRoute and LeaderWorkerSet CRDs exist), Gateways (their address), and, when watching specific namespaces, namespaces (kopf lists them to match the
 watched names; without it, it warns and assumes they exist).
 */}}
 {{- define "modelplane.clusterRules" -}}

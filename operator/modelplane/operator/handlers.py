@@ -12,15 +12,16 @@ from typing import Any, cast
 
 import kopf
 
-from modelplane.operator import metrics, routed
+from modelplane.operator import metrics, routed, workload
 from modelplane.operator import spec as specmod
 from modelplane.operator.kube import Kube, KubeError, contains
 from modelplane.operator.resources import RoutingPlan, plan_children
+from modelplane.operator.resources import leaderworkerset as lws
 from modelplane.operator.resources.meta import DEPLOYMENT_LABEL, MANAGED_BY, Owner, selector_string
 from modelplane.operator.resources.servicemonitor import SERVICE_MONITOR_CRD
 from modelplane.operator.routing import resolve_gateway
 from modelplane.operator.settings import OperatorSettings
-from modelplane.operator.status import build_status, now_rfc3339, status_changed
+from modelplane.operator.status import Phase, build_status, condition, now_rfc3339, status_changed
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ WATCHED_CHILDREN = (
     ("", "v1", "configmaps"),
     ("", "v1", "serviceaccounts"),
     ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+    ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets"),
 )
 # API errors are retried after 10 s, doubling up to 5 minutes: a lasting conflict (a child name
 # another controller owns, a missing RBAC rule) must not hammer the API server.
@@ -82,6 +84,11 @@ def reconcile(
     with metrics.DURATION.labels(trigger).time():
         try:
             status, result = _reconcile(kube, settings, body, prune=trigger != "create")
+            if result == "blocked":  # the LeaderWorkerSet API is missing: check again later
+                metrics.RECONCILES.labels(trigger, result).inc()
+                raise kopf.TemporaryError(
+                    "the LeaderWorkerSet API is not installed", delay=retry_delay(retry)
+                )
         except KubeError as error:
             metrics.ERRORS.labels(trigger).inc()
             metrics.RECONCILES.labels(trigger, "error").inc()
@@ -109,6 +116,8 @@ def _reconcile(
         spec = validated_spec(body, settings)
     except specmod.SpecError as error:
         return _reject(kube, settings, body, owner, generation, error), "invalid"
+    if spec.multi_node and not kube.crd_exists(lws.CRD_NAME):
+        return _lws_missing(kube, body, owner, generation, spec), "blocked"
     monitor = spec.monitoring.service_monitor.enabled and kube.crd_exists(SERVICE_MONITOR_CRD)
     crds_missing = routed.missing_crds(kube) if spec.routing is not None else []
     plan = plan_children(
@@ -123,7 +132,10 @@ def _reconcile(
     deployment: dict[str, Any] | None = None
     for manifest in plan.apply:
         live = kube.apply(manifest)
-        if manifest["kind"] == "Deployment":
+        if (
+            manifest["kind"] in workload.WORKLOAD_KINDS
+            and manifest["metadata"]["name"] == owner.name
+        ):
             deployment = live
     if prune:  # a new ModelDeployment has no stale children to remove
         for ref in plan.delete:
@@ -147,10 +159,55 @@ def _reject(
         and c.get("message") == str(error)
         for c in (body.get("status") or {}).get("conditions") or []
     )
-    deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
+    _kind, deployment = workload.live_workload(kube, owner.namespace, owner.name, None)
     status = sync_status(kube, settings, body, deployment, observed_generation=generation)
     if not already_reported:
         kopf.warn(cast(kopf.Body, body), reason="InvalidSpec", message=str(error))
+    return status
+
+
+def _lws_missing(
+    kube: Kube,
+    body: Mapping[str, Any],
+    owner: Owner,
+    generation: int | None,
+    spec: specmod.ModelDeploymentSpec,
+) -> dict[str, Any]:
+    """nodes > 1 without the LWS API: no child changes (a Deployment keeps serving); Ready=False
+    saying what to install, one Warning Event."""
+    message = workload.lws_missing_message(spec)
+    previous = dict(body.get("status") or {})
+    old_conditions = list(previous.get("conditions") or [])
+    already_reported = any(
+        c.get("type") == "Ready" and c.get("reason") == workload.LWS_MISSING_REASON
+        for c in old_conditions
+    )
+    kind, serving = workload.live_workload(kube, owner.namespace, owner.name, None)
+    status = build_status(
+        name=owner.name,
+        namespace=owner.namespace,
+        served_model_name=specmod.served_model_name(spec, owner.name),
+        selector=selector_string(owner),
+        deployment=serving,
+        spec_error=None,
+        observed_generation=generation,
+        previous=previous,
+        workload_kind=kind,
+    )
+    status["conditions"][0] = condition(
+        old_conditions,
+        "Ready",
+        False,
+        workload.LWS_MISSING_REASON,
+        message,
+        generation,
+        now_rfc3339(),
+    )
+    status["phase"] = Phase.failed.value
+    if status_changed(previous, status):
+        kube.patch_status(owner.namespace, owner.name, status)
+    if not already_reported:
+        kopf.warn(cast(kopf.Body, body), reason=workload.LWS_MISSING_REASON, message=message)
     return status
 
 
@@ -177,6 +234,9 @@ def sync_status(
         except specmod.SpecError as exc:
             spec, error, served = None, str(exc), None
         generation = observed_generation or previous.get("observedGeneration")
+        kind = (deployment or {}).get("kind") or (
+            workload.workload_kind(spec) if spec else "Deployment"
+        )
         status = build_status(
             name=owner.name,
             namespace=owner.namespace,
@@ -186,6 +246,7 @@ def sync_status(
             spec_error=error,
             observed_generation=generation,
             previous=previous,
+            workload_kind=kind,
         )
         routed_now, gateway = routed.routing_status(
             kube, owner, spec, settings.routing, previous, generation, now_rfc3339()
@@ -202,7 +263,11 @@ def sync_status(
         if fresh is None:
             return status
         owner_body = fresh
-        deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
+        try:
+            fresh_spec: specmod.ModelDeploymentSpec | None = validated_spec(fresh, settings)
+        except specmod.SpecError:
+            fresh_spec = None
+        _kind, deployment = workload.live_workload(kube, owner.namespace, owner.name, fresh_spec)
     return status
 
 
@@ -270,10 +335,10 @@ def on_child_event(
         )
         live = kube.apply(desired)
         metrics.RECONCILES.labels("drift", "applied").inc()
-    if body.get("kind") == "Deployment" and meta.get("name") == owner.name:
+    if body.get("kind") in workload.WORKLOAD_KINDS and meta.get("name") == owner.name:
         sync_status(kube, settings, owner_body, live)
     elif body.get("kind") in ("Deployment", "InferencePool"):  # the picker's, or the pool: Routed
-        server = kube.get("apps/v1", "Deployment", namespace, owner.name)
+        _kind, server = workload.live_workload(kube, namespace, owner.name, spec)
         sync_status(kube, settings, owner_body, server)
 
 

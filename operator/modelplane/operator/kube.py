@@ -39,6 +39,7 @@ PLURALS = {
     "InferencePool": "inferencepools",
     "HTTPRoute": "httproutes",
     "Gateway": "gateways",
+    "LeaderWorkerSet": "leaderworkersets",
     specmod.KIND: specmod.PLURAL,
 }
 MERGE_PATCH = "application/merge-patch+json"

@@ -185,8 +185,8 @@ class GPUSpec(_Model):
         ge=0,
         le=64,
         description=(
-            "GPUs per replica. Defaults to tensorParallelSize x pipelineParallelSize and must equal "
-            "it; 0 runs on CPU (with a CPU engine image)."
+            "GPUs per pod. Defaults to tensorParallelSize x pipelineParallelSize / resources.nodes; "
+            "count x nodes must equal TP x PP. 0 runs on CPU (with a CPU engine image)."
         ),
     )
     resource_name: str = Field(
@@ -203,8 +203,18 @@ Quantity = StrictInt | str
 
 
 class ResourcesSpec(_Model):
+    nodes: StrictInt = Field(
+        1,
+        ge=1,
+        le=64,
+        description=(
+            "Pods (nodes) one replica spans. 1: a Deployment. More: a LeaderWorkerSet "
+            "(leaderworkerset.x-k8s.io/v1, LWS must be installed) whose leader serves the API "
+            "and whose workers run their share of the engine (vLLM --nnodes/--node-rank)."
+        ),
+    )
     gpu: GPUSpec = Field(
-        default_factory=lambda: GPUSpec.model_validate({}), description="GPUs per replica."
+        default_factory=lambda: GPUSpec.model_validate({}), description="GPUs per pod."
     )
     requests: dict[str, Quantity] = Field(
         default_factory=dict, description="cpu/memory requests of the server container."
@@ -425,9 +435,18 @@ class ModelDeploymentSpec(_Model):
 
     # Derived values: the builders read these, never recompute them.
     @property
-    def gpus_per_replica(self) -> int:
+    def gpus_per_pod(self) -> int:
         count = self.resources.gpu.count
-        return self.parallel_size if count is None else count
+        return self.parallel_size // self.resources.nodes if count is None else count
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.gpus_per_pod * self.resources.nodes
+
+    @property
+    def multi_node(self) -> bool:
+        """One replica is a group of pods (a LeaderWorkerSet), not one pod."""
+        return self.resources.nodes > 1
 
     @property
     def parallel_size(self) -> int:
@@ -460,19 +479,36 @@ def _autoscaling_rule(check: Any) -> Any:
     return lambda s: s.autoscaling is None or check(s.autoscaling)
 
 
+_CEL_PARALLEL_SIZE = (
+    "(has(self.engine) && has(self.engine.tensorParallelSize) ? self.engine.tensorParallelSize : 1)"
+    " * (has(self.engine) && has(self.engine.pipelineParallelSize)"
+    " ? self.engine.pipelineParallelSize : 1)"
+)
+_CEL_NODES = "(has(self.resources) && has(self.resources.nodes) ? self.resources.nodes : 1)"
+
 CROSS_FIELD_RULES: tuple[CrossFieldRule, ...] = (
     CrossFieldRule(
+        field="spec.resources.nodes",
+        message="must divide engine.tensorParallelSize x engine.pipelineParallelSize "
+        "(each node runs an equal share of the engine)",
+        scope="",
+        cel=f"({_CEL_PARALLEL_SIZE}) % {_CEL_NODES} == 0",
+        check=lambda s: s.parallel_size % s.resources.nodes == 0,
+    ),
+    CrossFieldRule(
         field="spec.resources.gpu.count",
-        message="must equal engine.tensorParallelSize x engine.pipelineParallelSize (or 0 for CPU)",
+        message="must equal engine.tensorParallelSize x engine.pipelineParallelSize"
+        " / resources.nodes (or 0 for CPU)",
         scope="",
         cel=(
             "!has(self.resources) || !has(self.resources.gpu) || !has(self.resources.gpu.count)"
             " || self.resources.gpu.count == 0"
-            " || self.resources.gpu.count == (has(self.engine) && has(self.engine.tensorParallelSize)"
-            " ? self.engine.tensorParallelSize : 1) * (has(self.engine) && has(self.engine.pipelineParallelSize)"
-            " ? self.engine.pipelineParallelSize : 1)"
+            f" || self.resources.gpu.count * {_CEL_NODES} == {_CEL_PARALLEL_SIZE}"
         ),
-        check=lambda s: s.resources.gpu.count in (None, 0, s.parallel_size),
+        check=lambda s: (
+            s.resources.gpu.count in (None, 0)
+            or s.resources.gpu.count * s.resources.nodes == s.parallel_size
+        ),
     ),
     CrossFieldRule(
         field="spec.autoscaling.minReplicas",

@@ -68,6 +68,11 @@ class ModelDeploymentStatus(_Model):
         "Gateway's status when the operator can read it.",
     )
     served_model_name: str | None = Field(None, description="The model name clients request.")
+    workload_kind: str | None = Field(
+        None,
+        description="The workload that serves: Deployment, or LeaderWorkerSet when a replica "
+        "spans several nodes (spec.resources.nodes > 1).",
+    )
     observed_generation: int | None = Field(
         None, description="The metadata.generation the operator last reconciled."
     )
@@ -106,10 +111,13 @@ def condition(
     return result
 
 
-def deployment_phase(deployment: dict[str, Any] | None) -> tuple[Phase, str, str]:
-    """(phase, reason, message) of a Deployment; the Ready condition follows from the phase."""
+def deployment_phase(
+    deployment: dict[str, Any] | None, kind: str = "Deployment"
+) -> tuple[Phase, str, str]:
+    """(phase, reason, message) of the serving workload (a Deployment or a LeaderWorkerSet,
+    whose status has the same replica counts); the Ready condition follows from the phase."""
     if deployment is None:
-        return Phase.pending, "DeploymentMissing", "the Deployment does not exist yet"
+        return Phase.pending, f"{kind}Missing", f"the {kind} does not exist yet"
     spec = deployment.get("spec") or {}
     status = deployment.get("status") or {}
     desired = int(spec.get("replicas", 1))
@@ -143,12 +151,13 @@ def build_status(
     observed_generation: int | None,
     previous: dict[str, Any] | None,
     now: str | None = None,
+    workload_kind: str = "Deployment",
 ) -> dict[str, Any]:
     """The whole status dict (camelCase) for a ModelDeployment."""
     now = now or now_rfc3339()
     old_conditions = list((previous or {}).get("conditions") or [])
     dep_status = (deployment or {}).get("status") or {}
-    serving, reason, message = deployment_phase(deployment)
+    serving, reason, message = deployment_phase(deployment, workload_kind)
     ready_generation = observed_generation
     if spec_error is None:
         phase = serving
@@ -182,6 +191,7 @@ def build_status(
         "readyReplicas": int(dep_status.get("readyReplicas") or 0),
         "selector": selector,
         "endpoint": endpoint_url(name, namespace),
+        "workloadKind": workload_kind,
     }
     if observed_generation is not None:
         status["observedGeneration"] = observed_generation

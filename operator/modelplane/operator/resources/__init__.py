@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelplane.operator.resources import leaderworkerset as lws
 from modelplane.operator.resources.autoscaler import build_hpa, build_scaled_object
 from modelplane.operator.resources.deployment import build_deployment
+from modelplane.operator.resources.leaderworkerset import build_leader_worker_set
 from modelplane.operator.resources.meta import Owner
 from modelplane.operator.resources.pdb import build_pdb, wants_pdb
 from modelplane.operator.resources.pvc import build_cache_pvc
@@ -52,7 +54,13 @@ def plan_children(
         # Create-only: a claim's spec is immutable once bound (a new class or a smaller size
         # needs a new claim), and a rejected patch must not block the Deployment's rollout.
         plan.create.append(build_cache_pvc(owner, spec))
-    plan.apply.append(build_deployment(owner, spec, default_image=default_image))
+    # One workload serves: a Deployment, or a LeaderWorkerSet when a replica spans nodes.
+    if spec.multi_node:
+        plan.apply.append(build_leader_worker_set(owner, spec, default_image=default_image))
+        plan.delete.append(ChildRef("apps/v1", "Deployment", owner.name))
+    else:
+        plan.apply.append(build_deployment(owner, spec, default_image=default_image))
+        plan.delete.append(ChildRef(lws.API_VERSION, lws.KIND, owner.name))
     plan.apply.append(build_service(owner, spec))
 
     hpa = ChildRef("autoscaling/v2", "HorizontalPodAutoscaler", owner.name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelplane.contract import IN_FLIGHT_METRIC
+from modelplane.operator.resources import leaderworkerset as lws
 from modelplane.operator.resources.endpoint_picker import wake_query
 from modelplane.operator.resources.meta import Owner, child
 from modelplane.operator.spec import AutoscalingSpec, ModelDeploymentSpec
@@ -26,7 +27,10 @@ HPA_BEHAVIOR = {
 }
 
 
-def _target(owner: Owner) -> dict[str, str]:
+def _target(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, str]:
+    """The serving workload; a LeaderWorkerSet scales whole groups (its scale subresource)."""
+    if spec.multi_node:
+        return {"apiVersion": lws.API_VERSION, "kind": lws.KIND, "name": owner.name}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name}
 
 
@@ -40,7 +44,7 @@ def build_hpa(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
         "autoscaler",
         "spec",
         {
-            "scaleTargetRef": _target(owner),
+            "scaleTargetRef": _target(owner, spec),
             "minReplicas": auto.min_replicas,
             "maxReplicas": auto.max_replicas,
             "metrics": [
@@ -60,9 +64,18 @@ def build_hpa(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
     )
 
 
-def keda_query(owner: Owner) -> str:
-    """In-flight requests summed over the pods of this deployment (0 when none are running)."""
-    selector = f'namespace="{owner.namespace}",pod=~"{owner.name}-[a-z0-9]+-[a-z0-9]+"'
+def keda_query(owner: Owner, spec: ModelDeploymentSpec | None = None) -> str:
+    """In-flight requests summed over the serving pods (0 when none are running).
+
+    Deployment pods are `<name>-<hash>-<suffix>`; LeaderWorkerSet leaders are `<name>-<group>`
+    (workers, `<name>-<group>-<index>`, serve no HTTP).
+    """
+    pods = (
+        f"{owner.name}-[0-9]+"
+        if spec is not None and spec.multi_node
+        else f"{owner.name}-[a-z0-9]+-[a-z0-9]+"
+    )
+    selector = f'namespace="{owner.namespace}",pod=~"{pods}"'
     return f"sum({IN_FLIGHT_METRIC}{{{selector}}}) or vector(0)"
 
 
@@ -77,7 +90,7 @@ def build_scaled_object(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, An
         "autoscaler",
         "spec",
         {
-            "scaleTargetRef": _target(owner),
+            "scaleTargetRef": _target(owner, spec),
             "minReplicaCount": auto.min_replicas,
             "maxReplicaCount": auto.max_replicas,
             "pollingInterval": 15,
@@ -88,7 +101,7 @@ def build_scaled_object(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, An
                     "type": "prometheus",
                     "metadata": {
                         "serverAddress": auto.prometheus_address,
-                        "query": keda_query(owner),
+                        "query": keda_query(owner, spec),
                         "threshold": str(auto.target_in_flight_requests),
                         "activationThreshold": "0",
                     },

@@ -46,7 +46,7 @@ def build_deployment(
 def build_pod_template(
     owner: Owner, spec: ModelDeploymentSpec, *, default_image: str
 ) -> dict[str, Any]:
-    gpus = spec.gpus_per_replica
+    gpus = spec.gpus_per_pod
     annotations = {
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(contract.SERVER_PORT),
@@ -152,7 +152,7 @@ def build_env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
 def build_resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
     requests: dict[str, Any] = {k: str(v) for k, v in spec.resources.requests.items()}
     limits: dict[str, Any] = {k: str(v) for k, v in spec.resources.limits.items()}
-    gpus = spec.gpus_per_replica
+    gpus = spec.gpus_per_pod
     if gpus:
         limits[spec.resources.gpu.resource_name] = str(gpus)
         requests[spec.resources.gpu.resource_name] = str(gpus)

@@ -11,7 +11,8 @@ from typing import Any
 
 from modelplane.contract import SERVER_PORT
 from modelplane.operator.resources.endpoint_picker import GRPC_PORT, picker_name
-from modelplane.operator.resources.meta import Owner, child, selector_labels
+from modelplane.operator.resources.leaderworkerset import serving_selector
+from modelplane.operator.resources.meta import Owner, child
 from modelplane.operator.spec import ModelDeploymentSpec
 
 API_VERSION = "inference.networking.k8s.io/v1"
@@ -27,8 +28,9 @@ def build_inference_pool(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, A
         "routing",
         "spec",
         {
-            # The serving pods only: the picker's own pods carry another app.kubernetes.io/name.
-            "selector": {"matchLabels": selector_labels(owner)},
+            # The serving pods only: the picker's own pods carry another app.kubernetes.io/name,
+            # and of a multi-node model only the group leaders serve HTTP.
+            "selector": {"matchLabels": serving_selector(owner, spec)},
             "targetPorts": [{"number": SERVER_PORT}],
             "endpointPickerRef": {
                 "kind": "Service",

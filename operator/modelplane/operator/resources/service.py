@@ -1,11 +1,15 @@
-"""The ClusterIP Service `<name>` in front of the server pods (port 8000 named http)."""
+"""The ClusterIP Service `<name>` in front of the server pods (port 8000 named http).
+
+Multi-node models: only the group leaders serve HTTP, so only they are selected.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from modelplane.contract import SERVER_PORT
-from modelplane.operator.resources.meta import Owner, child, selector_labels
+from modelplane.operator.resources.leaderworkerset import serving_selector
+from modelplane.operator.resources.meta import Owner, child
 from modelplane.operator.spec import ModelDeploymentSpec
 
 
@@ -19,7 +23,7 @@ def build_service(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
         "spec",
         {
             "type": "ClusterIP",
-            "selector": selector_labels(owner),
+            "selector": serving_selector(owner, spec),
             "ports": [
                 {"name": "http", "port": SERVER_PORT, "targetPort": "http", "protocol": "TCP"}
             ],
