@@ -11,7 +11,6 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from crd_checks import apply_defaults, cel_failures
 
 from modelplane.operator import crd
 from modelplane.operator.resources import ChildRef, Owner, plan_children
@@ -21,6 +20,7 @@ from modelplane.operator.resources.deployment import build_deployment
 from modelplane.operator.resources.pdb import build_pdb
 from modelplane.operator.resources.service import build_service
 from modelplane.operator.spec import SpecError, parse_spec
+from tests.crd_checks import apply_defaults, cel_failures
 
 LWS_CRD = Path(__file__).parent / "schemas" / "leaderworkerset.x-k8s.io_leaderworkersets.yaml"
 OWNER = Owner(name="llama-405b", namespace="ml", uid="5e7a-uid")
