@@ -17,6 +17,7 @@ from modelplane.operator.resources import ChildRef, Owner, plan_children
 from modelplane.operator.resources import leaderworkerset as lws
 from modelplane.operator.resources.autoscaler import build_hpa, build_scaled_object, keda_query
 from modelplane.operator.resources.deployment import build_deployment
+from modelplane.operator.resources.inferencepool import build_inference_pool
 from modelplane.operator.resources.pdb import build_pdb
 from modelplane.operator.resources.service import build_service
 from modelplane.operator.spec import SpecError, parse_spec
@@ -56,7 +57,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "resources": {"nodes": 2, "gpu": {"count": 0}},
         "autoscaling": {
             "provider": "keda",
-            "minReplicas": 0,
+            "minReplicas": 1,
             "maxReplicas": 2,
             "prometheusAddress": "http://prometheus:9090",
         },
@@ -274,6 +275,13 @@ def test_service_selects_only_the_group_leaders():
     }
     single = build_service(OWNER, spec_of({"model": LLAMA_405B["model"]}))
     assert "leaderworkerset.sigs.k8s.io/worker-index" not in single["spec"]["selector"]
+
+
+def test_inference_pool_selects_only_the_group_leaders():
+    pool = build_inference_pool(OWNER, spec_of(LLAMA_405B))
+    assert (
+        pool["spec"]["selector"]["matchLabels"]["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
+    )
 
 
 def test_autoscalers_target_the_leader_worker_set():
