@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 
 from modelplane.server import cli
+from modelplane.server.cpu_defaults import cpu_defaults, cpu_eager_default
 from modelplane.server.default_model import (
     DEFAULT_SERVED_MODEL_NAME,
     RECOMMENDED_SAMPLING,
     default_model_dir,
     is_prepared,
 )
-from modelplane.server.settings import ApiKey, parse_api_key_lines
+from modelplane.server.env_flags import env_var_name, flags_of
+from modelplane.server.settings import ApiKey, LoRAModule, parse_api_key_lines
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +52,8 @@ def test_vllm_engine_flags_pass_through_with_vllm_names() -> None:
     assert args.enable_prefix_caching is True
     assert args.enable_lora is True
     assert cli.parse_lora_modules(args.lora_modules) == [
-        cli.LoRAModule("sql", "/loras/sql"),
-        cli.LoRAModule("chat", "/loras/chat"),
+        LoRAModule("sql", "/loras/sql"),
+        LoRAModule("chat", "/loras/chat"),
     ]
 
 
@@ -112,8 +114,8 @@ def test_short_vllm_aliases_also_override_env() -> None:
 
 
 def test_env_var_names_follow_the_flag(parser: argparse.ArgumentParser) -> None:
-    assert cli.env_var_name("--max-model-len") == "MODELPLANE_MAX_MODEL_LEN"
-    names = {cli.env_var_name(o) for a in parser._actions for o in a.option_strings}
+    assert env_var_name("--max-model-len") == "MODELPLANE_MAX_MODEL_LEN"
+    names = {env_var_name(flag.option) for flag in flags_of(parser)}
     # MODELPLANE_CACHE is the model cache directory, not a flag.
     assert "MODELPLANE_CACHE" not in names
 
@@ -147,16 +149,16 @@ def test_api_key_repr_hides_the_key() -> None:
 
 def test_lora_modules_accept_vllm_json_form() -> None:
     modules = cli.parse_lora_modules(['{"name": "sql", "path": "/loras/sql"}'])
-    assert modules == [cli.LoRAModule("sql", "/loras/sql")]
+    assert modules == [LoRAModule("sql", "/loras/sql")]
     with pytest.raises(SystemExit):
         cli.parse_lora_modules(["no-path"])
 
 
 def test_cpu_defaults_size_the_kv_cache_only_when_unset() -> None:
-    assert cli.cpu_defaults({}, 24 * 2**30) == {"VLLM_CPU_KVCACHE_SPACE": "3"}
-    assert cli.cpu_defaults({}, 4 * 2**30) == {"VLLM_CPU_KVCACHE_SPACE": "1"}
-    assert cli.cpu_defaults({}, 256 * 2**30) == {"VLLM_CPU_KVCACHE_SPACE": "4"}
-    assert cli.cpu_defaults({"VLLM_CPU_KVCACHE_SPACE": "8"}, 24 * 2**30) == {}
+    assert cpu_defaults({}, 24 * 2**30) == {"VLLM_CPU_KVCACHE_SPACE": "3"}
+    assert cpu_defaults({}, 4 * 2**30) == {"VLLM_CPU_KVCACHE_SPACE": "1"}
+    assert cpu_defaults({}, 256 * 2**30) == {"VLLM_CPU_KVCACHE_SPACE": "4"}
+    assert cpu_defaults({"VLLM_CPU_KVCACHE_SPACE": "8"}, 24 * 2**30) == {}
 
 
 def test_settings_for_an_explicit_model_serve_it_under_its_path() -> None:
@@ -230,15 +232,15 @@ def env_name(kind: str) -> str:
 
 
 def test_cpu_runs_eager_unless_a_compilation_mode_was_chosen() -> None:
-    assert cli.cpu_eager_default(["--max-model-len", "2048"], {}) == ["--enforce-eager"]
-    assert cli.cpu_eager_default(["--no-enforce-eager"], {}) == []
-    assert cli.cpu_eager_default(["--enforce-eager"], {}) == []
-    assert cli.cpu_eager_default(["-O3"], {}) == []
-    assert cli.cpu_eager_default(["--compilation-config", '{"level": 3}'], {}) == []
-    assert cli.cpu_eager_default(["--compilation-config.mode=3"], {}) == []
-    assert cli.cpu_eager_default([], {"MODELPLANE_ENFORCE_EAGER": "false"}) == []
-    assert cli.cpu_eager_default(["--config", "/nonexistent.yaml"], {}) == ["--enforce-eager"]
-    eager = cli.parse_args([*cli.cpu_eager_default([], {}), "--model", "/m"], {})
+    assert cpu_eager_default(["--max-model-len", "2048"], {}) == ["--enforce-eager"]
+    assert cpu_eager_default(["--no-enforce-eager"], {}) == []
+    assert cpu_eager_default(["--enforce-eager"], {}) == []
+    assert cpu_eager_default(["-O3"], {}) == []
+    assert cpu_eager_default(["--compilation-config", '{"level": 3}'], {}) == []
+    assert cpu_eager_default(["--compilation-config.mode=3"], {}) == []
+    assert cpu_eager_default([], {"MODELPLANE_ENFORCE_EAGER": "false"}) == []
+    assert cpu_eager_default(["--config", "/nonexistent.yaml"], {}) == ["--enforce-eager"]
+    eager = cli.parse_args([*cpu_eager_default([], {}), "--model", "/m"], {})
     assert eager.enforce_eager is True
     compiled = cli.parse_args(["--model", "/m", "--no-enforce-eager"], {})
     assert compiled.enforce_eager is False
@@ -264,6 +266,6 @@ def test_a_vllm_config_file_that_picks_a_compilation_mode_turns_the_cpu_default_
     compiled.write_text("enforce_eager: false\nmax-model-len: 2048\n")
     plain = tmp_path / "plain.yaml"
     plain.write_text("max-model-len: 2048\n")
-    assert cli.cpu_eager_default(["--config", str(compiled)], {}) == []
-    assert cli.cpu_eager_default([f"--config={compiled}"], {}) == []
-    assert cli.cpu_eager_default(["--config", str(plain)], {}) == ["--enforce-eager"]
+    assert cpu_eager_default(["--config", str(compiled)], {}) == []
+    assert cpu_eager_default([f"--config={compiled}"], {}) == []
+    assert cpu_eager_default(["--config", str(plain)], {}) == ["--enforce-eager"]

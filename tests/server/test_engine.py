@@ -7,17 +7,18 @@ from typing import Any
 
 import pytest
 
-from modelplane.server.engine import Engine, LoRAModulePath, build_lora_requests, engine_error
-from modelplane.server.errors import InternalError, InvalidRequest, ModelNotFound
+from modelplane.server.engine import Engine, build_lora_requests
+from modelplane.server.errors import InternalError, InvalidRequest, ModelNotFound, engine_error
 from modelplane.server.models import retrieve_model
 from modelplane.server.request_record import RequestRecord
+from modelplane.server.settings import LoRAModule
 
 
 class TokenizerStub:
     all_special_ids = (0, 2)
 
 
-def engine_with(names: list[str], loras: list[LoRAModulePath], **kwargs: Any) -> Engine:
+def engine_with(names: list[str], loras: list[LoRAModule], **kwargs: Any) -> Engine:
     # Engine only reads the tokenizer and generation defaults from the AsyncLLM here.
     llm = SimpleNamespace(
         get_tokenizer=TokenizerStub,
@@ -34,7 +35,7 @@ def engine_with(names: list[str], loras: list[LoRAModulePath], **kwargs: Any) ->
 
 def test_served_names_resolve_to_the_base_model_and_adapters_to_their_lora() -> None:
     engine = engine_with(
-        ["smollm2", "default"], [LoRAModulePath("sql", "/a/sql"), LoRAModulePath("fr", "/a/fr")]
+        ["smollm2", "default"], [LoRAModule("sql", "/a/sql"), LoRAModule("fr", "/a/fr")]
     )
     assert engine.resolve_model("smollm2") is None
     assert engine.resolve_model("default") is None
@@ -68,7 +69,7 @@ def test_chat_and_completions_on_an_embedding_model_are_400_naming_the_endpoint(
 
 
 def test_models_listing_has_aliases_then_adapters() -> None:
-    engine = engine_with(["smollm2", "default"], [LoRAModulePath("sql", "/a/sql")])
+    engine = engine_with(["smollm2", "default"], [LoRAModule("sql", "/a/sql")])
     body = engine.list_models()
     assert body["object"] == "list"
     assert [m["id"] for m in body["data"]] == ["smollm2", "default", "sql"]
@@ -82,7 +83,7 @@ def test_models_listing_has_aliases_then_adapters() -> None:
 
 def test_duplicate_adapter_names_are_refused() -> None:
     with pytest.raises(ValueError):
-        build_lora_requests([LoRAModulePath("a", "/x"), LoRAModulePath("a", "/y")])
+        build_lora_requests([LoRAModule("a", "/x"), LoRAModule("a", "/y")])
 
 
 def test_engine_errors_map_to_client_errors_without_internals() -> None:

@@ -6,8 +6,8 @@ import httpx
 import openai
 import pytest
 
-from modelplane.server.app import parse_request, validation_param
-from modelplane.server.errors import InvalidRequest
+from modelplane.server.endpoint import parse_request
+from modelplane.server.errors import InvalidRequest, validation_param
 from modelplane.server.protocol import ChatCompletionRequest
 
 MODEL = "smollm2-135m-instruct"

@@ -10,19 +10,19 @@ from vllm.logprobs import Logprob
 from vllm.outputs import CompletionOutput
 
 from modelplane.server.chat import (
-    ChoiceStream,
     build_chat_prompt,
     format_chat_completion,
     message_text,
     template_messages,
 )
-from modelplane.server.completions import completion_logprobs, format_completion
+from modelplane.server.completions import format_completion
 from modelplane.server.embeddings import encode_embedding, format_embeddings
 from modelplane.server.errors import InvalidRequest
-from modelplane.server.generation import ChunkWriter
+from modelplane.server.logprobs import LogprobFormatter
 from modelplane.server.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from modelplane.server.sse import DONE_FRAME, error_frame
+from modelplane.server.streaming import DONE_FRAME, ChunkWriter, error_frame
 from modelplane.server.tools import (
+    ChoiceStream,
     complete_array_items,
     might_be_tool_call,
     parse_auto_tool_calls,
@@ -135,7 +135,8 @@ def test_chat_logprobs_without_top_logprobs_have_an_empty_top_list() -> None:
 
 
 def test_completion_logprobs_shape_and_offsets() -> None:
-    shaped = completion_logprobs([1, 22], logprobs_for([1, 22]), text_offset=5)
+    sampled = output("t1t22", token_ids=[1, 22], logprobs=logprobs_for([1, 22]))
+    shaped = LogprobFormatter().completion(sampled, text_offset=5)
     assert shaped == {
         "tokens": ["t1", "t22"],
         "token_logprobs": [-0.1, -0.1],

@@ -29,7 +29,7 @@ def failing_field(model: type[Any], body: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(raised.value.errors()[0]["loc"])
 
 
-def test_every_issue_field_is_accepted() -> None:
+def test_every_openai_and_vllm_request_field_is_accepted() -> None:
     request = chat(
         temperature=0.5,
         top_p=0.9,

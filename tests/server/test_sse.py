@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from modelplane.server.errors import InvalidRequest
-from modelplane.server.sse import DONE_FRAME, finish_stream
+from modelplane.server.streaming import DONE_FRAME, finish_stream
 
 
 class EngineOutputs:
@@ -93,13 +93,13 @@ async def test_a_client_that_goes_away_closes_the_engine_request() -> None:
         chunks(b"data: 1\n\n", b"data: 2\n\n"), outputs, usage_frame=None, request_id="r"
     )
     assert await anext(stream) == b"data: 1\n\n"
-    await stream.aclose()  # what app.EngineStream does when the client has gone
+    await stream.aclose()  # what streaming.EngineStream does when the client has gone
     assert outputs.closed
 
 
 async def test_a_response_whose_client_is_gone_closes_the_engine_request_at_once() -> None:
     """The send fails while the frames wait at a yield: EngineStream closes them, not the GC."""
-    from modelplane.server.app import EngineStream
+    from modelplane.server.streaming import EngineStream
 
     outputs = EngineOutputs()
     frames = finish_stream(

@@ -1,7 +1,8 @@
 """`modelplane-server`: vLLM's engine flags with vLLM's names, plus the HTTP server's own.
 
 Every flag can also come from the environment as `MODELPLANE_<FLAG>` (`--max-model-len` ->
-`MODELPLANE_MAX_MODEL_LEN`), which is how pods are configured; the command line wins.
+`MODELPLANE_MAX_MODEL_LEN`, see env_flags.py), which is how pods are configured; the command
+line wins. Without a GPU, cpu_defaults.py fills in the CPU engine's defaults first.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import argparse
 import json
 import logging
 import os
-import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from modelplane.contract import SERVER_PORT
 from modelplane.server.body_limit import DEFAULT_MAX_REQUEST_BODY_BYTES, parse_byte_size
+from modelplane.server.cpu_defaults import apply_machine_defaults
+from modelplane.server.env_flags import env_arguments
 from modelplane.server.settings import (
     ApiKey,
     LoRAModule,
@@ -31,10 +33,6 @@ if TYPE_CHECKING:
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
 logger = logging.getLogger("modelplane.server")
-
-ENV_PREFIX = "MODELPLANE_"
-TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 
 
 def add_server_args(parser: argparse.ArgumentParser) -> None:
@@ -130,75 +128,10 @@ def build_parser() -> FlexibleArgumentParser:
     return parser
 
 
-def env_var_name(option: str) -> str:
-    return ENV_PREFIX + option.lstrip("-").upper().replace("-", "_")
-
-
-def flags_on_command_line(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
-    """The dests the command line sets; their env vars are then ignored."""
-    dests: set[str] = set()
-    for token in argv:
-        if not token.startswith("-"):
-            continue
-        option = token.split("=", 1)[0].split(".", 1)[0]
-        option = option.replace("_", "-") if option.startswith("--") else option
-        action = parser._option_string_actions.get(option)
-        if action is None and option.startswith("--no-"):
-            action = parser._option_string_actions.get("--" + option[5:])
-        if action is not None:
-            dests.add(action.dest)
-    return dests
-
-
-def env_arguments(
-    parser: argparse.ArgumentParser, environ: Mapping[str, str], skip_dests: set[str]
-) -> list[str]:
-    """Turn `MODELPLANE_*` variables into command-line tokens for the flags they name."""
-    tokens: list[str] = []
-    for action in parser._actions:
-        longs = [
-            o for o in action.option_strings if o.startswith("--") and not o.startswith("--no-")
-        ]
-        if not longs or action.dest in skip_dests or action.dest == "help":
-            continue
-        option = longs[0]
-        value = environ.get(env_var_name(option))
-        if value is None:
-            continue
-        tokens.extend(tokens_for(action, option, value))
-    return tokens
-
-
-def tokens_for(action: argparse.Action, option: str, value: str) -> list[str]:
-    if action.nargs == 0:  # a switch: store_true / store_const / BooleanOptionalAction
-        word = value.strip().lower()
-        if word not in TRUE_WORDS | FALSE_WORDS:
-            raise SystemExit(f"{env_var_name(option)}={value!r}: expected true or false")
-        if word in TRUE_WORDS:
-            return [option]
-        if isinstance(action, argparse.BooleanOptionalAction):
-            return ["--no-" + option[2:]]
-        return []
-    if action.nargs in ("+", "*") or isinstance(action.nargs, int):
-        return [option, *split_list(value)]
-    return [f"{option}={value}"]
-
-
-def split_list(value: str) -> list[str]:
-    """Several values in one variable: separated by spaces (shell quoting) or commas."""
-    value = value.strip()
-    if value.startswith(("{", "[")):
-        return [value]
-    items = shlex.split(value)
-    if len(items) == 1 and "," in items[0]:
-        items = items[0].split(",")
-    return [item for item in items if item]
-
-
 def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> argparse.Namespace:
+    """The command line, with `MODELPLANE_*` variables for the flags it leaves out."""
     parser = build_parser()
-    env_tokens = env_arguments(parser, environ, flags_on_command_line(parser, argv))
-    return parser.parse_args([*env_tokens, *argv])
+    return parser.parse_args([*env_arguments(parser, argv, environ), *argv])
 
 
 def parse_lora_modules(values: Sequence[str] | None) -> list[LoRAModule]:
@@ -281,79 +214,6 @@ def build_settings(args: argparse.Namespace) -> ServerSettings:
         rate_limit_tokens_per_minute=args.rate_limit_tokens_per_minute,
         max_request_body_bytes=max_request_body_bytes,
     )
-
-
-def cpu_defaults(environ: Mapping[str, str], total_memory_bytes: int) -> dict[str, str]:
-    """Environment vLLM's CPU backend needs and the user left unset: a KV cache sized to the RAM."""
-    chosen: dict[str, str] = {}
-    if "VLLM_CPU_KVCACHE_SPACE" not in environ:
-        gib = total_memory_bytes // 2**30
-        chosen["VLLM_CPU_KVCACHE_SPACE"] = str(min(4, max(1, gib // 8)))
-    return chosen
-
-
-# Flags that decide how the model is compiled: when the user gave one, the CPU default is off.
-COMPILATION_FLAGS = ("--enforce-eager", "--no-enforce-eager", "--compilation-config")
-
-
-def cpu_eager_default(argv: Sequence[str], environ: Mapping[str, str]) -> list[str]:
-    """`--enforce-eager` unless the user chose a compilation mode (flag, env var or --config).
-
-    On CPU, torch.compile costs minutes at start-up and on the first requests; eager mode
-    starts in ~20 s. `--no-enforce-eager` brings compilation back.
-    """
-    chosen = (
-        any(
-            token == flag or token.startswith((f"{flag}=", f"{flag}."))
-            for token in argv
-            for flag in COMPILATION_FLAGS
-        )
-        or any(token.startswith("-O") for token in argv)
-        or any(f"{ENV_PREFIX}{name}" in environ for name in ("ENFORCE_EAGER", "COMPILATION_CONFIG"))
-        or config_file_sets_compilation(argv)
-    )
-    return [] if chosen else ["--enforce-eager"]
-
-
-def config_file_sets_compilation(argv: Sequence[str]) -> bool:
-    """Whether vLLM's `--config FILE` (YAML of flag names) chooses eager or compiled mode."""
-    import yaml
-
-    for index, token in enumerate(argv):
-        if token.startswith("--config="):
-            path = token.split("=", 1)[1]
-        elif token == "--config" and index + 1 < len(argv):
-            path = argv[index + 1]
-        else:
-            continue
-        try:
-            settings = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            return False  # vLLM reports the bad file itself
-        if not isinstance(settings, dict):
-            return False
-        keys = {str(key).replace("_", "-") for key in settings}
-        if keys & {"enforce-eager", "compilation-config", "O"}:
-            return True
-    return False
-
-
-def apply_machine_defaults(argv: Sequence[str]) -> list[str]:
-    """On a machine without a GPU, set the CPU engine's defaults (and say which); the argv."""
-    from vllm.platforms import current_platform
-
-    if not current_platform.is_cpu():
-        return list(argv)
-    import psutil
-
-    chosen = cpu_defaults(os.environ, psutil.virtual_memory().total)
-    os.environ.update(chosen)
-    for name, value in chosen.items():
-        logger.info("No GPU: %s=%s (set it to override)", name, value)
-    extra = cpu_eager_default(argv, os.environ)
-    if extra:
-        logger.info("No GPU: --enforce-eager (pass --no-enforce-eager to compile the model)")
-    return [*extra, *argv]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

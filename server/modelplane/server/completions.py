@@ -10,60 +10,22 @@ from vllm.utils.async_utils import merge_async_iterators
 
 from modelplane.server.engine import Engine
 from modelplane.server.errors import InvalidRequest
-from modelplane.server.generation import (
-    ChunkWriter,
-    first_output,
-    mark_first_token_from_metrics,
-    sampled_logprobs,
-    usage,
-)
+from modelplane.server.generation import first_output, mark_first_token_from_metrics, usage
+from modelplane.server.logprobs import LogprobFormatter, logprob_formatter
+from modelplane.server.prompts import token_id_lists
 from modelplane.server.protocol import CompletionRequest
 from modelplane.server.request_record import RequestRecord
 from modelplane.server.sampling import completion_sampling_params, resolve_max_tokens
-from modelplane.server.sse import finish_stream
-
-
-def prompt_token_lists(prompt: Any, tokenizer: Any) -> list[list[int]]:
-    """`prompt` in any of OpenAI's four shapes -> one token-id list per prompt."""
-    if isinstance(prompt, str):
-        prompts: list[Any] = [prompt]
-    elif prompt and all(isinstance(item, int) for item in prompt):
-        prompts = [prompt]
-    else:
-        prompts = list(prompt)
-    token_lists = []
-    for item in prompts:
-        ids = tokenizer.encode(item) if isinstance(item, str) else list(item)
-        if not ids:
-            raise InvalidRequest("prompt must not be empty", param="prompt")
-        token_lists.append(ids)
-    return token_lists
+from modelplane.server.streaming import ChunkWriter, finish_stream
 
 
 def completion_logprobs(
-    token_ids: Sequence[int],
-    logprobs: Any,
-    text_offset: int,
-    tokenizer: Any = None,
-    hidden_ids: frozenset[int] = frozenset(),
-) -> dict[str, Any]:
-    """OpenAI's legacy completions `logprobs`: parallel lists plus character offsets."""
-    tokens: list[str] = []
-    token_logprobs: list[float] = []
-    top_logprobs: list[dict[str, float]] = []
-    offsets: list[int] = []
-    for token, logprob, candidates in sampled_logprobs(token_ids, logprobs, tokenizer, hidden_ids):
-        tokens.append(token)
-        token_logprobs.append(logprob)
-        top_logprobs.append(dict(candidates))
-        offsets.append(text_offset)
-        text_offset += len(token)
-    return {
-        "tokens": tokens,
-        "token_logprobs": token_logprobs,
-        "top_logprobs": top_logprobs,
-        "text_offset": offsets,
-    }
+    request: CompletionRequest, completion: Any, text_offset: int, formatter: LogprobFormatter
+) -> dict[str, Any] | None:
+    """The choice's `logprobs` when the request asked for them."""
+    if request.logprobs is None:
+        return None
+    return formatter.completion(completion, text_offset)
 
 
 def format_completion(
@@ -78,25 +40,17 @@ def format_completion(
     hidden_ids: frozenset[int] = frozenset(),
 ) -> dict[str, Any]:
     """The non-streaming `text_completion` body; `results` pairs prompt index and final output."""
+    formatter = logprob_formatter(tokenizer, hidden_ids, request.skip_special_tokens)
     choices = []
     completion_tokens = 0
     for prompt_index, output in results:
         echo = prompt_texts[prompt_index] if request.echo else ""
         for completion in output.outputs:
-            logprobs = None
-            if request.logprobs is not None and completion.logprobs is not None:
-                logprobs = completion_logprobs(
-                    completion.token_ids,
-                    completion.logprobs,
-                    len(echo),
-                    tokenizer,
-                    hidden_ids if request.skip_special_tokens else frozenset(),
-                )
             choices.append(
                 {
                     "index": prompt_index * request.n + completion.index,
                     "text": echo + completion.text,
-                    "logprobs": logprobs,
+                    "logprobs": completion_logprobs(request, completion, len(echo), formatter),
                     "finish_reason": completion.finish_reason,
                 }
             )
@@ -147,8 +101,9 @@ async def completion_chunks(
     writer: ChunkWriter,
 ) -> AsyncIterator[bytes]:
     """The chunks of a completion stream: one choice per chunk, as OpenAI sends them."""
-    tokenizer = engine.tokenizer
-    hidden_ids = engine.special_token_ids if request.skip_special_tokens else frozenset()
+    formatter = logprob_formatter(
+        engine.tokenizer, engine.special_token_ids, request.skip_special_tokens
+    )
     offsets: dict[int, int] = {}
     item: tuple[int, Any] | None = first
     while item is not None:
@@ -164,15 +119,7 @@ async def completion_chunks(
                 echo = prompt_texts[prompt_index] if request.echo else ""
                 text = echo + text
                 offsets[index] = len(echo)
-            logprobs = None
-            if request.logprobs is not None and completion.logprobs is not None:
-                logprobs = completion_logprobs(
-                    completion.token_ids,
-                    completion.logprobs,
-                    offsets[index],
-                    tokenizer,
-                    hidden_ids,
-                )
+            logprobs = completion_logprobs(request, completion, offsets[index], formatter)
             offsets[index] += len(completion.text)
             if text or logprobs:
                 entries.append(
@@ -201,7 +148,7 @@ async def create_completion(
     if request.echo and request.logprobs is not None:
         raise InvalidRequest("echo together with logprobs is not supported", param="echo")
     tokenizer = engine.tokenizer
-    token_lists = prompt_token_lists(request.prompt, tokenizer)
+    token_lists = token_id_lists(request.prompt, tokenizer, param="prompt")
     record.prompt_tokens = sum(len(ids) for ids in token_lists)
     generators = []
     for prompt_index, ids in enumerate(token_lists):

@@ -11,25 +11,9 @@ import numpy as np
 
 from modelplane.server.engine import Engine
 from modelplane.server.errors import ContextLengthExceeded, InvalidRequest
+from modelplane.server.prompts import token_id_lists
 from modelplane.server.protocol import EmbeddingRequest
 from modelplane.server.request_record import RequestRecord
-
-
-def input_token_lists(value: Any, tokenizer: Any) -> list[list[int]]:
-    """`input` in any of OpenAI's four shapes -> one token-id list per input."""
-    if isinstance(value, str):
-        items: list[Any] = [value]
-    elif value and all(isinstance(item, int) for item in value):
-        items = [value]
-    else:
-        items = list(value)
-    token_lists = []
-    for item in items:
-        ids = tokenizer.encode(item) if isinstance(item, str) else list(item)
-        if not ids:
-            raise InvalidRequest("input must not be empty", param="input")
-        token_lists.append(ids)
-    return token_lists
 
 
 def encode_embedding(vector: Sequence[float], encoding_format: str) -> list[float] | str:
@@ -71,7 +55,7 @@ async def create_embedding(
             "serve an embedding model (vLLM's pooling runner, --runner pooling).",
             param="model",
         )
-    token_lists = input_token_lists(request.input, engine.tokenizer)
+    token_lists = token_id_lists(request.input, engine.tokenizer, param="input")
     for ids in token_lists:
         if len(ids) > engine.max_model_len:
             raise ContextLengthExceeded(

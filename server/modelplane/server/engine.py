@@ -12,16 +12,16 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modelplane.server.errors import (
     InternalError,
     InvalidRequest,
     ModelNotFound,
-    OpenAIError,
     ServiceUnavailable,
+    engine_error,
 )
+from modelplane.server.settings import LoRAModule
 
 if TYPE_CHECKING:
     from vllm.engine.arg_utils import AsyncEngineArgs
@@ -30,14 +30,6 @@ if TYPE_CHECKING:
     from vllm.pooling_params import PoolingParams
     from vllm.sampling_params import SamplingParams
     from vllm.v1.engine.async_llm import AsyncLLM
-
-
-@dataclass(frozen=True)
-class LoRAModulePath:
-    """One `--lora-modules name=path` entry: an adapter served under its own model name."""
-
-    name: str
-    path: str
 
 
 class Engine:
@@ -175,29 +167,7 @@ class Engine:
             raise ServiceUnavailable(f"The engine is not healthy: {error}") from error
 
 
-def engine_error(error: BaseException) -> OpenAIError:
-    """An exception out of AsyncLLM as the client should see it (never a stack trace)."""
-    from vllm.exceptions import GracefulHTTPError, VLLMClientError, VLLMValidationError
-    from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
-
-    if isinstance(error, OpenAIError):
-        return error
-    if isinstance(error, VLLMValidationError):
-        return InvalidRequest(
-            str(error.args[0]) if error.args else str(error), param=error.parameter
-        )
-    if isinstance(error, VLLMClientError | ValueError):
-        return InvalidRequest(str(error))
-    if isinstance(error, GracefulHTTPError):
-        return ServiceUnavailable(str(error))
-    if isinstance(error, EngineDeadError):
-        return InternalError("The engine died; the server needs a restart.")
-    if isinstance(error, EngineGenerateError) and error.__cause__ is not None:
-        return InternalError(f"Generation failed: {type(error.__cause__).__name__}")
-    return InternalError(f"Generation failed: {type(error).__name__}")
-
-
-def build_lora_requests(lora_modules: list[LoRAModulePath]) -> dict[str, LoRARequest]:
+def build_lora_requests(lora_modules: list[LoRAModule]) -> dict[str, LoRARequest]:
     """One LoRARequest per adapter; vLLM wants ids >= 1 that are unique per adapter."""
     from vllm.lora.request import LoRARequest
 
@@ -224,7 +194,7 @@ async def log_stats_periodically(llm: AsyncLLM) -> None:
 async def open_engine(
     engine_args: AsyncEngineArgs,
     served_model_names: list[str],
-    lora_modules: list[LoRAModulePath],
+    lora_modules: list[LoRAModule],
 ) -> AsyncIterator[Engine]:
     """Start vLLM's AsyncLLM in this process, yield the Engine, shut the engine down on exit.
 

@@ -12,10 +12,8 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import orjson
-
 from modelplane.server.auth import OPEN_PATHS
-from modelplane.server.errors import InternalError, OpenAIError
+from modelplane.server.errors import InternalError, OpenAIError, error_response
 from modelplane.server.metrics import ANONYMOUS_KEY
 from modelplane.server.rate_limit_headers import rate_limit_headers
 from modelplane.server.request_record import RequestRecord
@@ -56,17 +54,6 @@ def route_label(path: str) -> str:
     if path in API_ROUTES:
         return path
     return "/v1/models/{model}" if path.startswith("/v1/models/") else "other"
-
-
-async def send_error(send: Send, error: OpenAIError) -> None:
-    body = orjson.dumps(error.body())
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *((name.lower().encode(), value.encode()) for name, value in error.headers().items()),
-    ]
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class RequestMiddleware:
@@ -122,7 +109,7 @@ class RequestMiddleware:
             if response["status"]:  # too late for an error response: the body has begun
                 logger.warning("Request %s failed mid-response: %s", request_id, error.message)
             else:
-                await send_error(send_with_id, error)
+                await error_response(error)(scope, receive, send_with_id)
         finally:
             if counted:
                 state.request_finished()
@@ -152,7 +139,5 @@ class RequestMiddleware:
         except Exception:
             logger.exception("Unhandled error in request %s", request_id)
             if not response["status"]:
-                await send_error(
-                    send,
-                    InternalError("The server had an error processing the request."),
-                )
+                error = InternalError("The server had an error processing the request.")
+                await error_response(error)(scope, receive, send)

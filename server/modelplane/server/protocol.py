@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 
 class _Model(BaseModel):
@@ -223,7 +230,16 @@ class ChatCompletionRequest(SamplingFields):
         return self.tool_choice if self.tool_choice is not None else "auto"
 
 
-Prompt = str | list[str] | list[int] | list[list[int]]
+def _no_empty_prompt(value: Any) -> Any:
+    if isinstance(value, list) and (
+        not value or any(isinstance(item, list | str) and not item for item in value)
+    ):
+        raise ValueError("must not be empty")
+    return value
+
+
+# OpenAI's four shapes of `prompt` (completions) and `input` (embeddings).
+Prompt = Annotated[str | list[str] | list[int] | list[list[int]], AfterValidator(_no_empty_prompt)]
 
 
 class CompletionRequest(SamplingFields):
@@ -233,15 +249,6 @@ class CompletionRequest(SamplingFields):
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = None
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_not_empty(cls, value: Prompt) -> Prompt:
-        if isinstance(value, list) and (
-            not value or any(isinstance(item, list | str) and not item for item in value)
-        ):
-            raise ValueError("prompt must not be empty")
-        return value
 
     @field_validator("suffix")
     @classmethod
@@ -264,16 +271,7 @@ class CompletionRequest(SamplingFields):
 
 class EmbeddingRequest(_Model):
     model: str
-    input: str | list[str] | list[int] | list[list[int]]
+    input: Prompt
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Annotated[int, Field(ge=1)] | None = None
     user: str | None = None
-
-    @field_validator("input")
-    @classmethod
-    def _input_not_empty(cls, value: Any) -> Any:
-        if isinstance(value, list) and (
-            not value or any(isinstance(item, list | str) and not item for item in value)
-        ):
-            raise ValueError("input must not be empty")
-        return value

@@ -11,14 +11,9 @@ from typing import Any
 from vllm.exceptions import VLLMClientError
 from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
-from modelplane.server.errors import ContextLengthExceeded, InvalidRequest
-from modelplane.server.protocol import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    NamedToolChoice,
-    SamplingFields,
-)
-from modelplane.server.tools import parameters_schema, required_tool_calls_schema
+from modelplane.server.errors import ContextLengthExceeded, engine_error
+from modelplane.server.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
+from modelplane.server.tools import tool_choice_schema
 
 # OpenAI's defaults, used when neither the request nor the model's generation_config says.
 OPENAI_DEFAULTS: dict[str, float | int] = {
@@ -41,19 +36,6 @@ def response_format_constraint(request: SamplingFields) -> StructuredOutputsPara
         return StructuredOutputsParams(json_object=True)
     assert response_format.json_schema is not None  # checked by the protocol model
     return StructuredOutputsParams(json=response_format.json_schema.json_schema)
-
-
-def tool_choice_constraint(request: ChatCompletionRequest) -> StructuredOutputsParams | None:
-    """`tool_choice` required/named -> a JSON schema the output must follow (any model)."""
-    choice = request.effective_tool_choice
-    tools = request.tools or []
-    if choice == "required":
-        schema = required_tool_calls_schema(tools, parallel=request.parallel_tool_calls)
-        return StructuredOutputsParams(json=schema)
-    if isinstance(choice, NamedToolChoice):
-        tool = next(t for t in tools if t.function.name == choice.function.name)
-        return StructuredOutputsParams(json=parameters_schema(tool))
-    return None
 
 
 def build_sampling_params(
@@ -94,14 +76,18 @@ def build_sampling_params(
             skip_clone=True,
         )
     except (ValueError, VLLMClientError) as error:
-        message = str(error.args[0]) if error.args else str(error)
-        raise InvalidRequest(message, param=getattr(error, "parameter", None)) from error
+        raise engine_error(error) from error
 
 
 def chat_sampling_params(
     request: ChatCompletionRequest, *, max_tokens: int, model_defaults: dict[str, Any] | None
 ) -> SamplingParams:
-    structured = tool_choice_constraint(request) or response_format_constraint(request)
+    schema = tool_choice_schema(request)
+    structured = (
+        StructuredOutputsParams(json=schema)
+        if schema is not None
+        else response_format_constraint(request)
+    )
     logprobs = (request.top_logprobs or 0) if request.logprobs else None
     return build_sampling_params(
         request,

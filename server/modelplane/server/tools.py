@@ -9,6 +9,10 @@
   system note if the template ignores them), and an output that is exactly one JSON tool
   call (or a list of them, or Hermes-style `<tool_call>...</tool_call>` blocks) naming a
   known tool becomes `tool_calls`; anything else stays plain content.
+
+Everything about tool calls lives here: the prompt side (tools and past calls in the chat
+template), the decoding constraint, parsing the output, and streaming a choice that may be
+a call.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from modelplane.server.protocol import Tool
+from modelplane.server.protocol import ChatCompletionRequest, ChatMessage, NamedToolChoice, Tool
 
 EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 _HERMES_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
@@ -53,6 +57,18 @@ def required_tool_calls_schema(tools: list[Tool], *, parallel: bool) -> dict[str
     if not parallel:
         schema["maxItems"] = 1
     return schema
+
+
+def tool_choice_schema(request: ChatCompletionRequest) -> dict[str, Any] | None:
+    """`tool_choice` required/named -> the JSON schema the output must follow (any model)."""
+    choice = request.effective_tool_choice
+    tools = request.tools or []
+    if choice == "required":
+        return required_tool_calls_schema(tools, parallel=request.parallel_tool_calls)
+    if isinstance(choice, NamedToolChoice):
+        tool = next(t for t in tools if t.function.name == choice.function.name)
+        return parameters_schema(tool)
+    return None
 
 
 def tool_call(name: str, arguments: Any) -> dict[str, Any]:
@@ -155,6 +171,159 @@ def tools_system_note(tools: list[Tool]) -> str:
         + orjson.dumps(specs).decode()
         + '\nTo call one, reply with only JSON: {"name": <function name>, "arguments": {...}}'
     )
+
+
+# --- prompt ------------------------------------------------------------------------------------
+
+
+def template_tools(
+    request: ChatCompletionRequest, chat_template: str, messages: list[dict[str, Any]]
+) -> list[dict[str, Any]] | None:
+    """The tools for the template's `tools=`; a template that ignores them gets a system note
+    in `messages` instead. With `tool_choice: "none"` the tools are left out."""
+    if not request.tools or request.effective_tool_choice == "none":
+        return None
+    if "tools" in chat_template:
+        return [tool.model_dump(exclude_none=True) for tool in request.tools]
+    note = tools_system_note(request.tools)
+    if messages and messages[0]["role"] == "system":
+        messages[0]["content"] = f"{messages[0]['content']}\n\n{note}"
+    else:
+        messages.insert(0, {"role": "system", "content": note})
+    return None
+
+
+def add_past_tool_calls(entry: dict[str, Any], message: ChatMessage, chat_template: str) -> None:
+    """An assistant message's earlier calls: `tool_calls` when the template renders them
+    (arguments as a mapping, Hugging Face's convention), else JSON content."""
+    if not message.tool_calls:
+        return
+    calls = [_template_tool_call(call) for call in message.tool_calls]
+    if "tool_calls" in chat_template:
+        entry["tool_calls"] = calls
+    elif not entry["content"]:
+        entry["content"] = orjson.dumps(
+            [
+                {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}
+                for c in calls
+            ]
+        ).decode()
+
+
+def _template_tool_call(call: Any) -> dict[str, Any]:
+    try:
+        arguments: Any = orjson.loads(call.function.arguments)
+    except orjson.JSONDecodeError:
+        arguments = call.function.arguments
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.function.name, "arguments": arguments},
+    }
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def assistant_message(
+    request: ChatCompletionRequest, text: str, finish_reason: str | None
+) -> tuple[dict[str, Any], str | None]:
+    """The assistant message for one choice, turning output into tool calls when it is one."""
+    choice = request.effective_tool_choice
+    calls: list[dict[str, Any]] | None = None
+    if isinstance(choice, NamedToolChoice):
+        calls = [tool_call(choice.function.name, text)]
+    elif choice == "required":
+        calls = parse_required_tool_calls(text) or None
+    elif choice == "auto":
+        calls = parse_auto_tool_calls(text, request.tools or [])
+    if calls is None:
+        return {"role": "assistant", "content": text, "refusal": None}, finish_reason
+    message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": calls}
+    return message, ("tool_calls" if finish_reason == "stop" else finish_reason)
+
+
+class ChoiceStream:
+    """Turns one choice's deltas into chunk `choices` entries, buffering possible tool calls."""
+
+    def __init__(self, request: ChatCompletionRequest, index: int) -> None:
+        self.request = request
+        self.index = index
+        choice = request.effective_tool_choice
+        self.named = choice.function.name if isinstance(choice, NamedToolChoice) else None
+        # "required" always buffers; "auto" buffers while the text may still be a tool call.
+        self.buffering = choice in ("required", "auto")
+        self.buffer = ""
+        self.buffered_logprobs: list[dict[str, Any]] = []
+        self.named_call_started = False
+
+    def role_entry(self) -> dict[str, Any]:
+        content = None if self.named or self.request.effective_tool_choice == "required" else ""
+        delta = {"role": "assistant", "content": content, "refusal": None}
+        return {"index": self.index, "delta": delta, "logprobs": None, "finish_reason": None}
+
+    def _content(self, text: str, logprobs: list[dict[str, Any]] | None) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "delta": {"content": text},
+            "logprobs": None if logprobs is None else {"content": logprobs, "refusal": None},
+            "finish_reason": None,
+        }
+
+    def delta_entries(
+        self, text: str, logprobs: list[dict[str, Any]] | None
+    ) -> list[dict[str, Any]]:
+        if self.named:
+            return self._named_arguments(text)
+        if not self.buffering:
+            return [self._content(text, logprobs)] if text or logprobs else []
+        self.buffer += text
+        if logprobs:
+            self.buffered_logprobs.extend(logprobs)
+        if self.request.effective_tool_choice == "auto" and not might_be_tool_call(self.buffer):
+            self.buffering = False
+            flushed, self.buffer = self.buffer, ""
+            lps, self.buffered_logprobs = self.buffered_logprobs, []
+            return [self._content(flushed, lps if logprobs is not None else None)]
+        return []
+
+    def _named_arguments(self, text: str) -> list[dict[str, Any]]:
+        if not self.named_call_started:
+            self.named_call_started = True
+            call = tool_call(self.named or "", text)
+            call["index"] = 0
+            delta: dict[str, Any] = {"tool_calls": [call]}
+        elif text:
+            delta = {"tool_calls": [{"index": 0, "function": {"arguments": text}}]}
+        else:
+            return []
+        return [{"index": self.index, "delta": delta, "logprobs": None, "finish_reason": None}]
+
+    def finish_entries(self, finish_reason: str | None) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = []
+        if self.named:
+            entries.extend(self._named_arguments(""))
+            if finish_reason == "stop":
+                finish_reason = "tool_calls"
+        elif self.buffering:
+            message, finish_reason = assistant_message(self.request, self.buffer, finish_reason)
+            if message.get("tool_calls"):
+                calls = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+                entries.append(
+                    {
+                        "index": self.index,
+                        "delta": {"tool_calls": calls},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                )
+            elif self.buffer:
+                lps = self.buffered_logprobs if self.request.logprobs else None
+                entries.append(self._content(self.buffer, lps))
+        entries.append(
+            {"index": self.index, "delta": {}, "logprobs": None, "finish_reason": finish_reason}
+        )
+        return entries
 
 
 def _loads_or_none(text: str) -> Any:

@@ -1,0 +1,112 @@
+"""OpenAI streams as server-sent events: chunk framing, the shared epilogue, the response.
+
+A stream is `data: {chunk}\\n\\n` frames, then (when asked) a usage chunk, and always
+`data: [DONE]\\n\\n`, even after an error frame. `ChunkWriter` frames the chunks,
+`finish_stream` adds what every stream ends with, `stream_response` sends them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+from starlette.responses import StreamingResponse
+
+from modelplane.server.errors import InternalError, OpenAIError
+from modelplane.server.generation import usage
+from modelplane.server.request_record import RequestRecord
+
+logger = logging.getLogger(__name__)
+
+DONE_FRAME = b"data: [DONE]\n\n"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def sse_frame(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def error_frame(error: OpenAIError) -> bytes:
+    """Sent in place of further chunks when the engine fails mid-stream; [DONE] follows."""
+    return sse_frame(error.body())
+
+
+class ChunkWriter:
+    """Frames stream chunks; the constant head of every chunk is serialized once per request."""
+
+    def __init__(
+        self, response_id: str, object_type: str, created: int, model: str, include_usage: bool
+    ) -> None:
+        head = orjson.dumps(
+            {"id": response_id, "object": object_type, "created": created, "model": model}
+        )
+        self._prefix = b"data: " + head[:-1] + b',"choices":'
+        self._suffix = b',"usage":null}\n\n' if include_usage else b"}\n\n"
+        self._usage_prefix = b"data: " + head[:-1] + b',"choices":[],"usage":'
+        self.include_usage = include_usage
+
+    def chunk(self, choices: list[dict[str, Any]]) -> bytes:
+        return self._prefix + orjson.dumps(choices) + self._suffix
+
+    def usage_chunk(self, usage_body: dict[str, int]) -> bytes:
+        return self._usage_prefix + orjson.dumps(usage_body) + b"}\n\n"
+
+    def usage_frame(self, record: RequestRecord) -> Callable[[], bytes] | None:
+        """Makes the usage chunk when the stream ends (counts final); None unless asked for."""
+        if not self.include_usage:
+            return None
+        return lambda: self.usage_chunk(usage(record.prompt_tokens, record.completion_tokens))
+
+
+async def finish_stream(
+    frames: AsyncIterator[bytes],
+    outputs: AsyncIterator[Any],
+    *,
+    usage_frame: Callable[[], bytes] | None,
+    request_id: str,
+) -> AsyncIterator[bytes]:
+    """What every stream does around its chunks: usage, errors, engine abort, `[DONE]`.
+
+    `frames` yields the chunks; `usage_frame` (when the client asked for usage) is called once
+    they are all sent. A failure mid-stream becomes an error frame (the status line is long
+    gone); whatever ends the stream — the last chunk, a failure, a client that went away —
+    closes `outputs`, which aborts the engine request if it is still running.
+    """
+    try:
+        async with contextlib.aclosing(frames):  # type: ignore[type-var]
+            async for frame in frames:
+                yield frame
+        if usage_frame is not None:
+            yield usage_frame()
+    except OpenAIError as error:
+        yield error_frame(error)
+    except Exception:
+        logger.exception("stream %s failed", request_id)
+        yield error_frame(InternalError("The stream failed."))
+    finally:
+        await outputs.aclose()  # type: ignore[attr-defined]
+    yield DONE_FRAME
+
+
+class EngineStream(StreamingResponse):
+    """An SSE response that closes its frame iterator however the response ends.
+
+    Starlette cancels a stream when the client goes away but leaves the iterator to the
+    garbage collector; when it was suspended at a blocked send, only closing it runs
+    `finish_stream`'s cleanup, which aborts the engine request.
+    """
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+def stream_response(frames: AsyncIterator[bytes]) -> EngineStream:
+    return EngineStream(frames, media_type="text/event-stream", headers=SSE_HEADERS)
