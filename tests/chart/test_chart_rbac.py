@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from modelplane.operator import handlers, kube
+from modelplane.operator import handlers, kube, weights
 from modelplane.operator import spec as specmod
 from modelplane.operator.cli import settings_from_args
 from modelplane.operator.lease import LeaseClient
@@ -140,6 +140,9 @@ def operator_needs() -> Permissions:
         needs[(specmod.GROUP, f"{specmod.PLURAL}/finalizers")] |= {"update"}
     # kopf.warn posts core v1 Events.
     needs[("", "events")] |= {"create"}
+    # The fetch Job and its pods' termination messages (weights.sync_weights).
+    for key, verbs in weights.API_USES.items():
+        needs[key] |= verbs
     return dict(needs)
 
 

@@ -197,9 +197,12 @@ def test_cache_example_creates_its_claim_and_mounts_it() -> None:
     pvc = objects["PersistentVolumeClaim"]
     assert pvc["metadata"]["name"] == "mistral-7b-cache"
     assert pvc["spec"]["resources"]["requests"]["storage"] == "40Gi"
-    assert pvc["spec"]["storageClassName"] == "standard-rwo"
+    assert pvc["spec"]["storageClassName"] == "standard-rwx"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     volumes = objects["Deployment"]["spec"]["template"]["spec"]["volumes"]
     assert {"name": "cache", "persistentVolumeClaim": {"claimName": "mistral-7b-cache"}} in volumes
+    mounts = server_container(objects)["volumeMounts"]
+    assert {"name": "cache", "mountPath": "/cache", "readOnly": True} in mounts  # fetched first
 
 
 # --- the validators catch mistakes (so the passes above mean something) --------------------------

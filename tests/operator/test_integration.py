@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.operator.fetch_job_controller import complete_fetch_job, fetch_summary
 from tests.operator.kube_emulator import start_emulator
 from tests.operator.operator_process import (
     DEPLOYMENTS,
@@ -194,6 +195,7 @@ def test_the_cache_claim_is_created_once_and_never_patched(cluster: Cluster) -> 
                                "cache": {"size": "100Gi"}})  # fmt: skip
     claim = cluster.wait_get(f"{claims}/olmo-cache")
     assert claim["spec"]["resources"]["requests"]["storage"] == "100Gi"
+    complete_fetch_job(cluster, "olmo", fetch_summary({"num_hidden_layers": 16}, {"BF16": 1}))
     # A smaller size would be rejected by a real API server: it must not block the rollout.
     cluster.patch(f"{MD_PATH}/olmo", {"spec": {"cache": {"size": "50Gi"}, "replicas": 2}})
     wait_for(

@@ -190,7 +190,17 @@ def test_crd_names_subresources_and_printer_columns():
         },
     }
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Model", "TP", "Quantization", "Ready", "Phase", "Endpoint", "Age"]
+    assert columns == [
+        "Model",
+        "TP",
+        "Quantization",
+        "Ready",
+        "Phase",
+        "Weights",
+        "GPUFit",
+        "Endpoint",
+        "Age",
+    ]
 
 
 def walk(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -325,6 +335,22 @@ CROSS_FIELD_CASES = [
             "prometheusAddress": "http://p:9090",
         },
         "routing": {},
+    },
+    {"model": {"uri": "hf://o/m"}, "cache": {"size": "1Gi", "accessMode": "ReadWriteOnce"}},
+    {
+        "model": {"uri": "hf://o/m"},
+        "cache": {"size": "1Gi", "accessMode": "ReadWriteOnce"},
+        "replicas": 2,
+    },
+    {
+        "model": {"uri": "hf://o/m"},
+        "cache": {"size": "1Gi", "accessMode": "ReadWriteOnce"},
+        "autoscaling": {"maxReplicas": 3},
+    },
+    {
+        "model": {"uri": "hf://o/m"},
+        "cache": {"size": "1Gi", "accessMode": "ReadWriteOnce"},
+        "autoscaling": {"maxReplicas": 1},
     },
 ]
 

@@ -68,6 +68,15 @@ watches), and tests/chart/test_chart_rbac.py derives the same list from that cod
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The fetch Job <name>-fetch (weights.py): created, replaced when the model changes (a Job's
+# template is immutable), annotated with the summary its pod reported; watched for completion.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The fetch pod's termination message (the summary: commit, bytes, config.json for GPUFit).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 # Warning Events (InvalidSpec, failed reconciles) through kopf.
 - apiGroups: [""]
   resources: ["events"]

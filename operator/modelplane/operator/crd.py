@@ -176,6 +176,16 @@ def build_crd() -> JSON:
                         },
                         {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                        {
+                            "name": "Weights",
+                            "type": "string",
+                            "jsonPath": '.status.conditions[?(@.type=="WeightsCached")].reason',
+                        },
+                        {
+                            "name": "GPUFit",
+                            "type": "string",
+                            "jsonPath": '.status.conditions[?(@.type=="GPUFit")].status',
+                        },
                         {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],

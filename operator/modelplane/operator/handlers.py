@@ -14,6 +14,7 @@ import kopf
 
 from modelplane.operator import metrics, routed, workload
 from modelplane.operator import spec as specmod
+from modelplane.operator.engine_args import engine_flags
 from modelplane.operator.kube import Kube, KubeError, contains
 from modelplane.operator.resources import RoutingPlan, plan_children
 from modelplane.operator.resources import leaderworkerset as lws
@@ -22,6 +23,7 @@ from modelplane.operator.resources.servicemonitor import SERVICE_MONITOR_CRD
 from modelplane.operator.routing import resolve_gateway
 from modelplane.operator.settings import OperatorSettings
 from modelplane.operator.status import Phase, build_status, condition, now_rfc3339, status_changed
+from modelplane.operator.weights import sync_weights
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ WATCHED_CHILDREN = (
     ("", "v1", "serviceaccounts"),
     ("rbac.authorization.k8s.io", "v1", "rolebindings"),
     ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets"),
+    ("batch", "v1", "jobs"),  # the fetch Job: its completion opens the rollout
 )
 # API errors are retried after 10 s, doubling up to 5 minutes: a lasting conflict (a child name
 # another controller owns, a missing RBAC rule) must not hammer the API server.
@@ -129,18 +132,36 @@ def _reconcile(
     )
     for manifest in plan.create:  # first: the pod mounts the cache claim
         kube.create(manifest)
+    # The fetch Job fills the cache first; the Deployment waits for it (and for a GPU fit).
+    weights = sync_weights(kube, owner, spec, default_image=settings.default_image)
     deployment: dict[str, Any] | None = None
     for manifest in plan.apply:
-        live = kube.apply(manifest)
-        if (
+        serving = (
             manifest["kind"] in workload.WORKLOAD_KINDS
             and manifest["metadata"]["name"] == owner.name
-        ):
+        )
+        if serving and not weights.rollout_allowed:
+            # Held: a workload serving the previous spec keeps serving it meanwhile.
+            deployment = kube.get(
+                manifest["apiVersion"], manifest["kind"], owner.namespace, owner.name
+            )
+            continue
+        live = kube.apply(manifest)
+        if serving:
             deployment = live
     if prune:  # a new ModelDeployment has no stale children to remove
         for ref in plan.delete:
             kube.delete(ref, owner.namespace)
-    status = sync_status(kube, settings, body, deployment, observed_generation=generation)
+    status = sync_status(
+        kube,
+        settings,
+        body,
+        deployment,
+        observed_generation=generation,
+        weights=weights.conditions,
+        hold=weights.hold_reason,
+        engine=engine_flags(spec, owner.name),
+    )
     return status, "routing-pending" if crds_missing else "applied"
 
 
@@ -217,6 +238,9 @@ def sync_status(
     owner_body: Mapping[str, Any],
     deployment: Mapping[str, Any] | None,
     observed_generation: int | None = None,
+    weights: list[tuple[str, str, str, str]] | None = None,
+    hold: tuple[str, str] | None = None,
+    engine: list[str] | None = None,
 ) -> dict[str, Any]:
     """Write the status computed from the owner and its Deployment, optimistically.
 
@@ -247,6 +271,9 @@ def sync_status(
             observed_generation=generation,
             previous=previous,
             workload_kind=kind,
+            weights=weights,
+            hold=hold,
+            engine=engine,
         )
         routed_now, gateway = routed.routing_status(
             kube, owner, spec, settings.routing, previous, generation, now_rfc3339()
@@ -287,6 +314,9 @@ def on_child_event(
         spec = validated_spec(owner_body, settings)
     except specmod.SpecError:
         return  # an invalid spec changes no children
+    if body.get("kind") == "Job":  # the fetch Job progressed: re-plan (it gates the Deployment)
+        reconcile(kube, settings, owner_body, trigger="fetch")
+        return
     owner = Owner.from_body(owner_body)
     # An event for a ServiceMonitor (an InferencePool, an HTTPRoute) means its CRD exists.
     plan = plan_children(

@@ -40,6 +40,8 @@ PLURALS = {
     "HTTPRoute": "httproutes",
     "Gateway": "gateways",
     "LeaderWorkerSet": "leaderworkersets",
+    "Job": "jobs",
+    "Pod": "pods",
     specmod.KIND: specmod.PLURAL,
 }
 MERGE_PATCH = "application/merge-patch+json"
@@ -215,10 +217,32 @@ class Kube:
             raise KubeError(404, "GET", path, f"{kind} {ns}/{meta['name']} vanished")
         return existing, False
 
+    def list(
+        self, api_version: str, kind: str, namespace: str, label_selector: str
+    ) -> list[dict[str, Any]]:
+        """Objects of one kind in a namespace matching a label selector."""
+        path = resource_path(api_version, kind, namespace)
+        query = f"{path}?labelSelector={quote(label_selector)}"
+        status, data = self.request("GET", query)
+        return [dict(item) for item in self._ok("GET", query, status, data).get("items") or []]
+
+    def patch(
+        self, api_version: str, kind: str, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge-patch an object; None when it is gone."""
+        path = resource_path(api_version, kind, namespace, name)
+        status, data = self.request("PATCH", path, body, MERGE_PATCH)
+        if status == 404:
+            return None
+        return dict(self._ok("PATCH", path, status, data))
+
     def delete(self, ref: ChildRef, namespace: str) -> bool:
-        """Delete a child if it exists; True when something was deleted."""
+        """Delete a child if it exists; True when something was deleted.
+
+        Background propagation: a Job's API default would orphan its pods.
+        """
         path = resource_path(ref.api_version, ref.kind, namespace, ref.name)
-        status, data = self.request("DELETE", path)
+        status, data = self.request("DELETE", path, {"propagationPolicy": "Background"})
         if status == 404:
             return False
         self._ok("DELETE", path, status, data)

@@ -92,6 +92,16 @@ class AutoscalingProvider(str, enum.Enum):
     keda = "keda"
 
 
+class AccessMode(str, enum.Enum):
+    read_write_many = "ReadWriteMany"
+    read_write_once = "ReadWriteOnce"
+
+
+class FitCheck(str, enum.Enum):
+    enforce = "Enforce"
+    warn = "Warn"
+
+
 class PullPolicy(str, enum.Enum):
     always = "Always"
     if_not_present = "IfNotPresent"
@@ -196,6 +206,21 @@ class GPUSpec(_Model):
         None,
         description="GPU model; becomes a nodeSelector on nvidia.com/gpu.product (e.g. NVIDIA-A100-SXM4-80GB).",
     )
+    memory: str | None = Field(
+        None,
+        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+        description=(
+            "Memory of one GPU (e.g. 80Gi) for the GPUFit check; overrides the table of known "
+            "products, needed for a product the table does not know."
+        ),
+    )
+    fit_check: FitCheck = Field(
+        FitCheck.enforce,
+        description=(
+            "Enforce: a GPUFit=False verdict (weights + KV cache for maxModelLen exceed the GPUs) "
+            "holds the rollout. Warn: report it and roll out anyway."
+        ),
+    )
 
 
 # Kubernetes quantities are int-or-string in the CRD (`2`, "500m", "16Gi").
@@ -299,6 +324,13 @@ class CacheSpec(_Model):
     )
     storage_class_name: str | None = Field(
         None, description="StorageClass of the PVC the operator creates."
+    )
+    access_mode: AccessMode = Field(
+        AccessMode.read_write_many,
+        description=(
+            "Access mode of the PVC the operator creates. ReadWriteMany lets replicas on several "
+            "nodes mount the cache; ReadWriteOnce only when at most one replica can ever run."
+        ),
     )
 
 
@@ -548,6 +580,23 @@ CROSS_FIELD_RULES: tuple[CrossFieldRule, ...] = (
         scope="cache",
         cel="!(has(self.persistentVolumeClaim) && has(self.size))",
         check=lambda s: not (s.cache.persistent_volume_claim and s.cache.size),
+    ),
+    CrossFieldRule(
+        field="spec.cache.accessMode",
+        message=(
+            "ReadWriteOnce needs at most one replica (replicas <= 1 and autoscaling.maxReplicas"
+            " <= 1): a second replica on another node could not mount the cache"
+        ),
+        scope="",
+        cel=(
+            "!has(self.cache) || !has(self.cache.accessMode) || self.cache.accessMode != 'ReadWriteOnce'"
+            " || ((!has(self.replicas) || self.replicas <= 1)"
+            " && (!has(self.autoscaling) || self.autoscaling.maxReplicas <= 1))"
+        ),
+        check=lambda s: (
+            s.cache.access_mode != "ReadWriteOnce"
+            or (s.replicas <= 1 and (s.autoscaling is None or s.autoscaling.max_replicas <= 1))
+        ),
     ),
     CrossFieldRule(
         field="spec.adapters",

@@ -34,7 +34,7 @@ class ConditionStatus(str, enum.Enum):
 
 
 class Condition(_Model):
-    type: str = Field(..., description="Ready, SpecValid or Routed.")
+    type: str = Field(..., description="Ready, SpecValid, Routed, WeightsCached or GPUFit.")
     status: ConditionStatus = Field(..., description="True, False or Unknown.")
     reason: str = Field(..., description="CamelCase reason for the last transition.")
     message: str = Field("", description="Human-readable details (names the field when invalid).")
@@ -54,7 +54,10 @@ class ModelDeploymentStatus(_Model):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, SpecValid and (with spec.routing) Routed conditions (Kubernetes conventions).",
+        description=(
+            "Ready, SpecValid, (with spec.routing) Routed, and (with a fetched cache) WeightsCached"
+            " and GPUFit conditions (Kubernetes conventions)."
+        ),
     )
     replicas: int | None = Field(None, description="Pods of the Deployment (scale subresource).")
     ready_replicas: int | None = Field(None, description="Pods passing their readiness probe.")
@@ -75,6 +78,10 @@ class ModelDeploymentStatus(_Model):
     )
     observed_generation: int | None = Field(
         None, description="The metadata.generation the operator last reconciled."
+    )
+    engine: list[str] | None = Field(
+        None,
+        description="The exact modelplane-server (vLLM) arguments the serving pods run with.",
     )
 
 
@@ -108,6 +115,25 @@ def condition(
     }
     if generation is not None:
         result["observedGeneration"] = generation
+    return result
+
+
+def tri_condition(
+    previous: list[dict[str, Any]],
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: str,
+) -> dict[str, Any]:
+    """A True/False/Unknown condition that keeps its lastTransitionTime unless its status flips."""
+    result = condition(previous, type_, True, reason, message, generation, now)
+    old = next((c for c in previous if c.get("type") == type_), None)
+    result["status"] = status
+    result["lastTransitionTime"] = (
+        old["lastTransitionTime"] if old and old.get("status") == status else now
+    )
     return result
 
 
@@ -152,12 +178,21 @@ def build_status(
     previous: dict[str, Any] | None,
     now: str | None = None,
     workload_kind: str = "Deployment",
+    weights: list[tuple[str, str, str, str]] | None = None,
+    hold: tuple[str, str] | None = None,
+    engine: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The whole status dict (camelCase) for a ModelDeployment."""
+    """The whole status dict (camelCase) for a ModelDeployment.
+
+    `weights`: WeightsCached/GPUFit conditions as (type, status, reason, message), None to keep
+    the previous ones; `hold`: why no Deployment exists yet (e.g. WaitingForWeights).
+    """
     now = now or now_rfc3339()
     old_conditions = list((previous or {}).get("conditions") or [])
     dep_status = (deployment or {}).get("status") or {}
     serving, reason, message = deployment_phase(deployment, workload_kind)
+    if deployment is None and hold is not None:
+        reason, message = hold
     ready_generation = observed_generation
     if spec_error is None:
         phase = serving
@@ -184,9 +219,16 @@ def build_status(
     ready = condition(
         old_conditions, "Ready", serving == Phase.ready, reason, message, ready_generation, now
     )
+    if weights is None:
+        extra = [c for c in old_conditions if c.get("type") in ("WeightsCached", "GPUFit")]
+    else:
+        extra = [
+            tri_condition(old_conditions, type_, value, why, text, observed_generation, now)
+            for type_, value, why, text in weights
+        ]
     status: dict[str, Any] = {
         "phase": phase.value,
-        "conditions": [ready, spec_valid],
+        "conditions": [ready, spec_valid, *extra],
         "replicas": int(dep_status.get("replicas") or 0),
         "readyReplicas": int(dep_status.get("readyReplicas") or 0),
         "selector": selector,
@@ -197,6 +239,9 @@ def build_status(
         status["observedGeneration"] = observed_generation
     if served_model_name:
         status["servedModelName"] = served_model_name
+    engine = engine if engine is not None else (previous or {}).get("engine")
+    if engine is not None:
+        status["engine"] = engine
     return status
 
 

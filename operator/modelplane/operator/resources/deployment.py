@@ -6,6 +6,7 @@ from typing import Any
 
 from modelplane import contract
 from modelplane.operator import engine_args
+from modelplane.operator.fetch_sources import needs_fetch
 from modelplane.operator.resources.meta import Owner, child, labels, selector_labels
 from modelplane.operator.resources.pvc import cache_claim_name
 from modelplane.operator.spec import ModelDeploymentSpec
@@ -144,6 +145,10 @@ def build_env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
     if spec.model.hf_token_secret_ref is not None:
         ref = spec.model.hf_token_secret_ref
         env["HF_TOKEN"] = {"valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+    if needs_fetch(spec):
+        # The fetch Job filled the cache: never download, and the cache is mounted read-only.
+        env["HF_HUB_OFFLINE"] = {"value": "1"}
+        env["VLLM_CACHE_ROOT"] = {"value": "/tmp/vllm"}
     for var in spec.engine.env:
         env[var.name] = {"value": var.value}
     return [{"name": name, **value} for name, value in sorted(env.items())]
@@ -201,7 +206,11 @@ def build_volumes(owner: Owner, spec: ModelDeploymentSpec) -> list[dict[str, Any
 
 def build_volume_mounts(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
     mounts: list[dict[str, Any]] = [
-        {"name": "cache", "mountPath": CACHE_DIR},
+        {
+            "name": "cache",
+            "mountPath": CACHE_DIR,
+            **({"readOnly": True} if needs_fetch(spec) else {}),
+        },
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     if spec.parallel_size > 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelplane.operator.resources.meta import Owner, child
-from modelplane.operator.spec import ModelDeploymentSpec
+from modelplane.operator.spec import AccessMode, ModelDeploymentSpec
 
 
 def cache_claim_name(owner: Owner) -> str:
@@ -15,8 +15,9 @@ def cache_claim_name(owner: Owner) -> str:
 def build_cache_pvc(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
     assert spec.cache.size is not None
     pvc_spec: dict[str, Any] = {
-        # ReadWriteOnce is what every storage class offers; replicas on several nodes need an RWX class.
-        "accessModes": ["ReadWriteOnce"],
+        # ReadWriteMany by default: replicas on several nodes mount the one filled cache
+        # (read-only); ReadWriteOnce is allowed for a single replica (spec.cache.accessMode).
+        "accessModes": [AccessMode(spec.cache.access_mode).value],
         "resources": {"requests": {"storage": spec.cache.size}},
     }
     if spec.cache.storage_class_name:

@@ -1,0 +1,32 @@
+"""Which weights a ModelDeployment pre-fetches into its cache (read by the Job and pod builders)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from modelplane.operator.spec import ModelDeploymentSpec
+
+
+def fetch_sources(spec: ModelDeploymentSpec) -> list[str]:
+    """hf:// URIs the fetch Job downloads: the model (with @revision) and hf:// adapters."""
+    sources = []
+    if spec.uri_scheme == "hf":
+        revision = f"@{spec.model.revision}" if spec.model.revision else ""
+        sources.append(f"{spec.model.uri}{revision}")
+    sources += [a.uri for a in spec.adapters if a.uri.startswith("hf://")]
+    return sources
+
+
+def needs_fetch(spec: ModelDeploymentSpec) -> bool:
+    """A cache volume is configured and the model comes from the Hugging Face Hub.
+
+    s3:// models are streamed by vLLM's Run:ai streamer straight from the bucket (no cache);
+    pvc:// and file:// models are already local.
+    """
+    has_cache = bool(spec.cache.persistent_volume_claim or spec.cache.size)
+    return has_cache and spec.uri_scheme == "hf"
+
+
+def source_hash(spec: ModelDeploymentSpec) -> str:
+    """Changes when what must be in the cache changes: a new model, revision or adapter."""
+    return hashlib.sha256("\n".join(fetch_sources(spec)).encode()).hexdigest()[:16]

@@ -1,0 +1,82 @@
+"""The Job controller's part, played by tests: finish a fetch Job the way Kubernetes would.
+
+The emulator runs no controllers. A real Job controller starts a pod labelled
+`batch.kubernetes.io/job-name`, the kubelet records the container's termination message in
+the pod's status, and the Job controller sets the Job's Complete or Failed condition; these
+helpers write those same objects through the fake API.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from tests.operator.operator_process import NS, Cluster
+
+JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
+PODS = f"/api/v1/namespaces/{NS}/pods"
+
+
+def finish_fetch_job(
+    cluster: Cluster, md_name: str, message: dict[str, Any], condition: str
+) -> None:
+    job_name = f"{md_name}-fetch"
+    job = cluster.wait_get(f"{JOBS}/{job_name}")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{job_name}-{uuid.uuid4().hex[:5]}",
+            "namespace": NS,
+            "labels": {"batch.kubernetes.io/job-name": job_name},
+        },
+        "spec": job["spec"]["template"]["spec"],
+        "status": {
+            "phase": "Succeeded" if condition == "Complete" else "Failed",
+            "containerStatuses": [
+                {
+                    "name": "fetch",
+                    "state": {
+                        "terminated": {
+                            "exitCode": 0 if condition == "Complete" else 1,
+                            "message": json.dumps(message),
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    response = cluster.http.post(PODS, json=pod)
+    assert response.status_code in (200, 201), response.text
+    counter = "succeeded" if condition == "Complete" else "failed"
+    cluster.patch(
+        f"{JOBS}/{job_name}/status",
+        {"status": {counter: 1, "conditions": [{"type": condition, "status": "True"}]}},
+    )
+
+
+def complete_fetch_job(cluster: Cluster, md_name: str, summary: dict[str, Any]) -> None:
+    finish_fetch_job(cluster, md_name, summary, "Complete")
+
+
+def fail_fetch_job(cluster: Cluster, md_name: str, error: str) -> None:
+    finish_fetch_job(cluster, md_name, {"error": error}, "Failed")
+
+
+def fetch_summary(config: dict[str, Any], weight_bytes: dict[str, int]) -> dict[str, Any]:
+    """What `python -m modelplane.server.fetch` writes as its termination message."""
+    return {
+        "source": "hf://org/model",
+        "revision": "main",
+        "commit": "0123456789abcdef0123456789abcdef01234567",
+        "files": 7,
+        "bytes": sum(weight_bytes.values()) + 20_000_000,
+        "noop": False,
+        "seconds": 812.5,
+        "model": {
+            "weightFileBytes": sum(weight_bytes.values()),
+            "config": config,
+            "weightBytesByDtype": weight_bytes,
+        },
+    }
