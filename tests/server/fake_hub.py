@@ -69,13 +69,16 @@ class FakeHub:
     corrupt: set[str] = field(default_factory=set)
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
+    more_repos: dict[str, Path] = field(default_factory=dict)  # e.g. a LoRA adapter's repo
 
     def __post_init__(self) -> None:
         self.files = _describe(self.root)
+        self.repos = {self.repo_id: self.files}
+        self.repos.update({repo: _describe(root) for repo, root in self.more_repos.items()})
 
-    def tree(self) -> list[dict[str, Any]]:
+    def tree(self, repo: str) -> list[dict[str, Any]]:
         entries = []
-        for f in self.files.values():
+        for f in self.repos[repo].values():
             entry: dict[str, Any] = {
                 "type": "file",
                 "path": f.path,
@@ -92,7 +95,7 @@ class FakeHub:
 
 
 def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
-    repo = re.escape(hub.repo_id)
+    repo = "(?P<repo>[^/]+/[^/]+)"
     revision_path = re.compile(rf"^/api/models/{repo}(?:/revision/([^/]+))?$")
     tree_path = re.compile(rf"^/api/models/{repo}/tree/([^/]+)$")
     resolve_path = re.compile(rf"^/{repo}/resolve/([^/]+)/(.+)$")
@@ -137,23 +140,25 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
                 "sent": 0,
             }
             hub.requests.append(record)
-            if match := revision_path.match(path):
-                if self._revision_ok(match.group(1) or "main"):
-                    siblings = [{"rfilename": name} for name in hub.files]
-                    self._json({"id": hub.repo_id, "sha": hub.commit, "siblings": siblings})
+            match = revision_path.match(path) or tree_path.match(path) or resolve_path.match(path)
+            if not match or match.group("repo") not in hub.repos:
+                self._json({"error": "Repository not found"}, 404)
                 return
-            if match := tree_path.match(path):
-                if self._revision_ok(match.group(1)):
-                    self._json(hub.tree())
+            repo_id, files = match.group("repo"), hub.repos[match.group("repo")]
+            if match.re is revision_path:
+                if self._revision_ok(match.group(2) or "main"):
+                    siblings = [{"rfilename": name} for name in files]
+                    self._json({"id": repo_id, "sha": hub.commit, "siblings": siblings})
                 return
-            match = resolve_path.match(path)
-            if not match or not self._revision_ok(match.group(1)):
-                if not match:
-                    self._json({"error": "not found"}, 404)
+            if match.re is tree_path:
+                if self._revision_ok(match.group(2)):
+                    self._json(hub.tree(repo_id))
                 return
-            name = unquote(match.group(2))
+            if not self._revision_ok(match.group(2)):
+                return
+            name = unquote(match.group(3))
             record["file"] = name
-            entry = hub.files.get(name)
+            entry = files.get(name)
             if entry is None:
                 self.send_response(404)
                 self.send_header("X-Error-Code", "EntryNotFound")

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from modelplane.server.fetch import (
 from tests.server.fake_hub import FakeHub, serve_hub
 
 REPO = "HuggingFaceTB/SmolLM2-135M-Instruct"
+ADAPTER = "org/sql-lora"
 WEIGHTS = "model.safetensors"
 
 pytestmark = pytest.mark.skipif(
@@ -38,8 +40,15 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def module_hub() -> Iterator[FakeHub]:
-    with serve_hub(FakeHub(REPO, default_model_dir())) as running:  # hashes the files once
+def module_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
+    adapter = tmp_path_factory.mktemp("adapter")
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
+    header = json.dumps({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}).encode()
+    (adapter / "adapter_model.safetensors").write_bytes(
+        struct.pack("<Q", len(header)) + header + bytes(16)
+    )
+    hub = FakeHub(REPO, default_model_dir(), more_repos={ADAPTER: adapter})
+    with serve_hub(hub) as running:  # hashes the files once
         yield running
 
 
@@ -181,6 +190,21 @@ def test_corrupted_cache_file_is_detected_and_fetched_again(hub: FakeHub, tmp_pa
     assert code == 0, lines
     assert [c["file"] for c in events(lines, "corrupt")] == [WEIGHTS]
     assert sha256(blob) == hub.files[WEIGHTS].sha256
+
+
+def test_adapters_are_fetched_after_the_model_and_listed_in_the_summary(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    argv, env = fetch_command(hub, tmp_path)
+    done = subprocess.run([*argv, f"hf://{ADAPTER}"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert summary["source"] == f"hf://{REPO}" and "config" in summary["model"]
+    assert summary["adapters"] == [
+        {"source": f"hf://{ADAPTER}", "commit": hub.commit, "bytes": (8 + 62 + 16) + 29}
+    ]
+    adapter_dir = tmp_path / "hub" / "models--org--sql-lora" / "snapshots" / hub.commit
+    assert json.loads((adapter_dir / "adapter_config.json").read_text())["r"] == 8
 
 
 def test_unknown_revision_fails_clearly(hub: FakeHub, tmp_path: Path) -> None:

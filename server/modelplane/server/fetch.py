@@ -369,8 +369,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m modelplane.server.fetch",
         description="Download and verify a model into the Hugging Face cache (no-op when complete).",
     )
-    parser.add_argument("source", help="hf://org/name[@revision]")
-    parser.add_argument("--revision", help="Branch, tag or commit (overrides @revision).")
+    parser.add_argument(
+        "sources",
+        nargs="+",
+        metavar="source",
+        help="hf://org/name[@revision]: the model, then any LoRA adapters (fetched in order).",
+    )
+    parser.add_argument(
+        "--revision", help="Branch, tag or commit of the first source (overrides @revision)."
+    )
     parser.add_argument(
         "--cache-dir",
         type=Path,
@@ -385,7 +392,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--verify", action="store_true", help="Re-check every hash even when marked complete."
     )
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -394,12 +401,18 @@ def main(argv: list[str] | None = None) -> int:
 
     cache_dir = args.cache_dir or Path(constants.HF_HUB_CACHE)
     try:
-        summary = fetch(
-            Source.parse(args.source, args.revision),
-            cache_dir,
-            progress_interval=args.progress_interval,
-            verify=args.verify,
-        )
+        sources = [Source.parse(args.sources[0], args.revision)]
+        sources += [Source.parse(uri) for uri in args.sources[1:]]
+        summaries = [
+            fetch(source, cache_dir, progress_interval=args.progress_interval, verify=args.verify)
+            for source in sources
+        ]
+        # The model's summary (its facts size the GPUs); adapters by source, commit and bytes.
+        summary = summaries[0]
+        if len(summaries) > 1:
+            summary["adapters"] = [
+                {k: a[k] for k in ("source", "commit", "bytes")} for a in summaries[1:]
+            ]
     except Exception as error:  # a Job's last words: one line, and the termination message
         message = (
             str(error) if isinstance(error, FetchError) else f"{type(error).__name__}: {error}"
