@@ -123,12 +123,13 @@ def _reconcile(
         return _lws_missing(kube, body, owner, generation, spec), "blocked"
     monitor = spec.monitoring.service_monitor.enabled and kube.crd_exists(SERVICE_MONITOR_CRD)
     crds_missing = routed.missing_crds(kube) if spec.routing is not None else []
+    prune_routing = prune and spec.routing is None and routed.routing_children_exist(kube, owner)
     plan = plan_children(
         owner,
         spec,
         default_image=settings.default_image,
         service_monitor_available=monitor,
-        routing=RoutingPlan(settings.routing, not crds_missing, routed.had_routing(body)),
+        routing=RoutingPlan(settings.routing, not crds_missing, prune_routing),
     )
     for manifest in plan.create:  # first: the pod mounts the cache claim
         kube.create(manifest)

@@ -30,10 +30,13 @@ from modelplane.operator.status import condition
 log = logging.getLogger(__name__)
 
 
-def had_routing(body: Mapping[str, Any]) -> bool:
-    """Whether this ModelDeployment reported `Routed` before, so routing children may exist."""
-    conditions = (body.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == ROUTED for c in conditions)
+def routing_children_exist(kube: Kube, owner: Owner) -> bool:
+    """Whether routing children may be left to prune: the picker's ServiceAccount exists.
+
+    It is created first and pruned last (resources/routing.py), so it outlives a prune that
+    failed halfway; one GET instead of a DELETE per routing child on every reconcile.
+    """
+    return kube.get("v1", "ServiceAccount", owner.namespace, picker_name(owner)) is not None
 
 
 def missing_crds(kube: Kube) -> list[str]:

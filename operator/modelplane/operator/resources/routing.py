@@ -23,7 +23,7 @@ class RoutingPlan:
 
     `crds_available`: the InferencePool and HTTPRoute CRDs exist (else nothing routed is made).
     `prune`: routing children may exist and are removed when `spec.routing` is not set (the
-    handler passes False for a ModelDeployment that never reported `Routed`, saving the calls).
+    handler passes False when the picker's ServiceAccount is gone, saving the calls).
     """
 
     defaults: RoutingDefaults = field(default_factory=RoutingDefaults)
@@ -32,7 +32,8 @@ class RoutingPlan:
 
 
 def routing_refs(owner: Owner) -> list[RefTuple]:
-    """Every child routing may have made, in removal order (the route first)."""
+    """Every child routing may have made, in removal order: the route first, the picker's
+    ServiceAccount last (the handler probes it to know whether anything is left to prune)."""
     name = epp.picker_name(owner)
     rbac = "rbac.authorization.k8s.io/v1"
     return [
@@ -41,10 +42,10 @@ def routing_refs(owner: Owner) -> list[RefTuple]:
         ("apps/v1", "Deployment", name),
         ("v1", "Service", name),
         ("v1", "ConfigMap", name),
+        ("monitoring.coreos.com/v1", "ServiceMonitor", name),
         (rbac, "RoleBinding", name + epp.LEADER_ELECTION_SUFFIX),
         (rbac, "RoleBinding", name),
         ("v1", "ServiceAccount", name),
-        ("monitoring.coreos.com/v1", "ServiceMonitor", name),
     ]
 
 
