@@ -394,3 +394,38 @@ def test_a_malformed_default_gateway_fails_the_install(helm: str) -> None:
     )
     assert result.returncode != 0  # values.schema.json: namespace/name
     assert "/routing/" in result.stderr and "does not match pattern" in result.stderr
+
+
+def test_the_models_endpoint_is_routed_on_the_default_gateway(render: Any) -> None:
+    from tests.operator.test_routing_schemas import ROUTE_SCHEMA, check
+
+    values = {
+        "routing": {
+            "defaultGateway": "gateway-system/inference-gateway",
+            "modelsEndpoint": {"enabled": True},
+        }
+    }
+    objects = render(values)
+    settings = settings_from_args(container_args(objects))
+    assert settings.models_port == 8081
+    (route,) = by_kind(objects, "HTTPRoute")
+    check(ROUTE_SCHEMA, route)
+    assert route["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert route["spec"]["parentRefs"][0]["namespace"] == "gateway-system"
+    match = route["spec"]["rules"][0]["matches"][0]
+    assert (match["method"], match["path"]) == ("GET", {"type": "Exact", "value": "/v1/models"})
+    service = next(
+        s for s in by_kind(objects, "Service") if s["metadata"]["name"].endswith("-models")
+    )
+    assert route["spec"]["rules"][0]["backendRefs"][0]["name"] == service["metadata"]["name"]
+    ports = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert {"name": "models", "containerPort": 8081, "protocol": "TCP"} in ports
+    assert not by_kind(render(), "HTTPRoute")  # off by default
+
+
+def test_the_models_endpoint_needs_the_default_gateway(helm: str) -> None:
+    result = run_helm(
+        helm, "template", "mp", str(CHART), "--set", "routing.modelsEndpoint.enabled=true"
+    )
+    assert result.returncode != 0
+    assert "routing.modelsEndpoint.enabled needs routing.defaultGateway" in result.stderr

@@ -79,7 +79,7 @@ def test_without_routing_nothing_routed_is_made_and_old_routing_children_are_pru
         ChildRef("rbac.authorization.k8s.io/v1", "RoleBinding", "qwen3-8b-epp"),
     ):
         assert ref in children.delete
-    # A ModelDeployment that never reported Routed spends no calls on deleting them.
+    # When the picker's ServiceAccount is gone (nothing left to prune) no calls are spent.
     assert not any("epp" in ref.name for ref in plan(BASE, prune=False).delete)
 
 
@@ -350,3 +350,50 @@ def test_routing_flags_parse_and_a_bad_default_gateway_is_a_usage_error() -> Non
     assert settings.routing.endpoint_picker_image == "e:1"
     with pytest.raises(SystemExit):
         settings_from_args(["--default-gateway", "inference-gateway"])
+
+
+# --- GET /v1/models through the gateway ---------------------------------------------------------
+
+
+def model_deployment(
+    name: str, spec: dict[str, Any], ready: bool = True, routed: bool = True, ns: str = "ml"
+) -> dict[str, Any]:
+    def cond(type_: str, ok: bool) -> dict[str, str]:
+        return {"type": type_, "status": "True" if ok else "False"}
+
+    return {
+        "metadata": {"name": name, "namespace": ns, "creationTimestamp": "2026-11-29T12:00:00Z"},
+        "spec": spec,
+        "status": {"conditions": [cond("Ready", ready), cond("Routed", routed)]},
+    }
+
+
+def test_the_model_list_has_every_ready_routed_model_on_the_gateway() -> None:
+    from modelplane.operator.models_endpoint import routed_models
+
+    adapters = [{"name": "sql-lora", "uri": "hf://o/sql"}]
+    mds = [
+        model_deployment("qwen", {**routed_spec(), "adapters": adapters}),
+        model_deployment("llama", {**BASE, "routing": {}}),  # the default gateway
+        model_deployment("cold", routed_spec(), ready=False),  # scaled to zero: not listed
+        model_deployment("unrouted", routed_spec(), routed=False),
+        model_deployment("plain", BASE),
+        model_deployment("elsewhere", {**BASE, "routing": {"gatewayRef": {"name": "other"}}}),
+        model_deployment("broken", {"model": {"uri": "ftp://x"}, "routing": {}}),
+    ]
+    defaults = RoutingDefaults(gateway=parse_gateway("gateway-system/inference-gateway"))
+    listing = routed_models(mds, GatewayRef.model_validate(GATEWAY), defaults)
+    assert listing["object"] == "list"
+    assert [(m["id"], m["parent"], m["owned_by"]) for m in listing["data"]] == [
+        ("llama", None, "ml"),
+        ("qwen", None, "ml"),
+        ("sql-lora", "qwen", "ml"),
+    ]
+    assert all(m["object"] == "model" and m["created"] > 0 for m in listing["data"])
+
+
+def test_the_models_endpoint_needs_the_default_gateway() -> None:
+    with pytest.raises(SystemExit):
+        settings_from_args(["--models-port", "8081"])
+    settings = settings_from_args(["--models-port", "8081", "--default-gateway", "gw-ns/gw"])
+    assert settings.models_port == 8081

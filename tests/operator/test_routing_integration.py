@@ -12,6 +12,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
+import openai
 import pytest
 
 from tests.operator.kube_emulator import start_emulator
@@ -21,6 +23,7 @@ from tests.operator.operator_process import (
     NS,
     Cluster,
     OperatorProcess,
+    free_port,
     wait_for,
 )
 
@@ -45,14 +48,17 @@ MODEL = {"uri": "hf://Qwen/Qwen3-8B"}
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     logs = tmp_path_factory.mktemp("operator-routing")
     with start_emulator(namespaces=[NS, GATEWAY_NS], kubeconfig_dir=logs) as emulator:
+        models_port = free_port()
         operator = OperatorProcess(
             emulator,
             logs / "operator.log",
             "--no-leader-elect",
             f"--default-gateway={GATEWAY_NS}/inference-gateway",
+            f"--models-port={models_port}",
         )
         try:
             cluster = Cluster(emulator)
+            cluster.models_url = f"http://127.0.0.1:{models_port}/v1/models"  # type: ignore[attr-defined]
             cluster.create_md("warmup", {"model": MODEL})
             cluster.wait_get(f"{DEPLOYMENTS}/warmup", timeout=60)
             yield cluster
@@ -235,6 +241,22 @@ def test_routed_follows_the_pool_status_and_the_picker(crds: Cluster) -> None:
     assert status["gatewayEndpoint"] == "http://203.0.113.10/v1"
     assert status["endpoint"] == f"http://phi.{NS}.svc.cluster.local:8000/v1"  # still there
 
+    # Ready as well: GET /v1/models through the gateway (served by the operator) lists it.
+    server = cluster.wait_get(f"{DEPLOYMENTS}/phi")
+    cluster.patch(
+        f"{DEPLOYMENTS}/phi/status",
+        {"status": {"observedGeneration": server["metadata"]["generation"], "replicas": 1,
+                    "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}},
+    )  # fmt: skip
+    models_url = cluster.models_url  # type: ignore[attr-defined]
+    client = openai.OpenAI(base_url=models_url.removesuffix("/models"), api_key="x", max_retries=0)
+
+    def listed() -> list[str]:
+        return [model.id for model in client.models.list().data]
+
+    wait_for(lambda: "phi" in listed(), timeout=30, what="phi in GET /v1/models", details=listed)
+    assert httpx.get(models_url.replace("/v1/models", "/v1/chat"), timeout=5).status_code == 404
+
     rejected = {**accepted, "status": "False", "reason": "NotSupportedByParent",
                 "message": "InferencePool is not a supported backend"}  # fmt: skip
     cluster.patch(f"{POOLS}/phi/status",
@@ -243,6 +265,7 @@ def test_routed_follows_the_pool_status_and_the_picker(crds: Cluster) -> None:
     assert "not a supported backend" in found["message"]
     wait_for(lambda: "gatewayEndpoint" not in cluster.md("phi")["status"],
              what="gatewayEndpoint to go while not routed")  # fmt: skip
+    wait_for(lambda: "phi" not in listed(), timeout=30, what="phi to leave GET /v1/models")
 
 
 def test_deleted_or_edited_routing_children_are_restored(crds: Cluster) -> None:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from modelplane.operator import handlers, leader, metrics
 from modelplane.operator.kube import Kube
+from modelplane.operator.models_endpoint import ModelsEndpoint
 from modelplane.operator.routing import RoutingDefaults, parse_gateway
 from modelplane.operator.settings import OperatorSettings, seconds
 from modelplane.operator.spec import GatewayRef
@@ -77,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="ClusterRole bound to each endpoint picker in its namespace; the operator needs "
         "`bind` on it, and on NAME-leader-election for pickers with several replicas (default "
         "%(default)s; env MODELPLANE_ENDPOINT_PICKER_ROLE).",
+    )
+    routing.add_argument(
+        "--models-port",
+        type=int,
+        default=0,
+        help="Serve GET /v1/models of every Ready, routed model on the --default-gateway on this "
+        "port (0: off), for the Gateway to route model-less GET /v1/models to.",
     )
     parser.add_argument(
         "--resync-seconds",
@@ -167,6 +175,8 @@ def settings_from_args(argv: Sequence[str] | None = None) -> OperatorSettings:
     problem = leader.timing_error(*timings)
     if args.leader_elect and problem:
         parser.error(f"leader election: {problem}")
+    if args.models_port and args.default_gateway is None:
+        parser.error("--models-port needs --default-gateway: it lists the models on that Gateway")
     env = OperatorSettings.from_env()
     namespaces = tuple(args.namespaces) if args.namespaces else env.namespaces
     all_namespaces = bool(args.all_namespaces) or not namespaces
@@ -190,6 +200,7 @@ def settings_from_args(argv: Sequence[str] | None = None) -> OperatorSettings:
             endpoint_picker_image=args.endpoint_picker_image,
             endpoint_picker_role=args.endpoint_picker_role,
         ),
+        models_port=args.models_port,
         log_format=args.log_format,
         verbose=args.verbose,
     )
@@ -209,6 +220,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings, Kube(pool_size=settings.max_workers))
     metrics.serve(settings.metrics_port, settings.metrics_host)
+    if settings.models_port:
+        ModelsEndpoint(
+            Kube(pool_size=4), settings.routing, settings.namespaces, settings.models_port
+        ).start()
     if not settings.leader_elect:
         asyncio.run(run_operator(registry, settings))
         return

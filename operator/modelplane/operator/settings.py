@@ -60,6 +60,8 @@ class OperatorSettings:
     # spec.routing: the Gateway when a ModelDeployment names none, the endpoint picker image, and
     # the ClusterRole (shipped by the chart) bound to each picker.
     routing: RoutingDefaults = field(default_factory=RoutingDefaults)
+    # GET /v1/models of every Ready, routed model on the default gateway (0 = off).
+    models_port: int = 0
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
