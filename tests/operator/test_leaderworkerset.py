@@ -24,6 +24,7 @@ from modelplane.operator.spec import SpecError, parse_spec
 from tests.crd_checks import apply_defaults, cel_failures
 
 LWS_CRD = Path(__file__).parent / "schemas" / "leaderworkerset.x-k8s.io_leaderworkersets.yaml"
+REPO = Path(__file__).resolve().parents[2]
 OWNER = Owner(name="llama-405b", namespace="ml", uid="5e7a-uid")
 IMAGE = "registry.example/modelplane-server:1.0"
 # The 405B-class shape of the issue: TP 8 inside a node, PP 2 across two 8-GPU nodes.
@@ -111,10 +112,13 @@ def test_nodes_defaults_to_one_and_gpu_count_to_tp_times_pp_over_nodes():
         ),
         ({"nodes": 0}, {}, "spec.resources.nodes"),
         ({"nodes": "2"}, {"pipelineParallelSize": 2}, "spec.resources.nodes"),
+        ({"nodes": 2, "rwo": True}, {"pipelineParallelSize": 2}, "spec.cache.accessMode"),
     ],
 )
 def test_bad_node_counts_name_the_field_in_the_operator_and_in_cel(resources, engine, field):
-    body = {"model": {"uri": "hf://a/b"}, "engine": engine, "resources": resources}
+    resources = dict(resources)
+    cache = {"size": "10Gi", "accessMode": "ReadWriteOnce"} if resources.pop("rwo", False) else {}
+    body = {"model": {"uri": "hf://a/b"}, "engine": engine, "resources": resources, "cache": cache}
     with pytest.raises(SpecError) as error:
         parse_spec(body)
     assert error.value.field == field
@@ -217,7 +221,8 @@ def test_every_pod_gets_gpus_shm_cache_hf_token_and_the_security_context(role):
     assert container["resources"]["requests"]["nvidia.com/gpu"] == "8"
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["shm"] == {"name": "shm", "emptyDir": {"medium": "Memory"}}
-    assert volumes["cache"]["persistentVolumeClaim"]["claimName"]
+    # The cache claim the operator creates (ReadWriteMany by default): shared by the group's pods.
+    assert volumes["cache"]["persistentVolumeClaim"]["claimName"] == "llama-405b-cache"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/dev/shm", "/cache", "/tmp"} <= mounts
     env = {e["name"]: e for e in container["env"]}
@@ -229,6 +234,22 @@ def test_every_pod_gets_gpus_shm_cache_hf_token_and_the_security_context(role):
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
         "tolerations"
     ]
+
+
+def test_the_405b_example_is_a_two_node_leader_worker_set(lws_validator):
+    docs = list(yaml.safe_load_all((REPO / "examples" / "llama-405b-two-nodes.yaml").read_text()))
+    (md,) = [d for d in docs if d["kind"] == "ModelDeployment"]
+    owner = Owner(name=md["metadata"]["name"], namespace="default", uid="u")
+    plan = plan_children(owner, parse_spec(md), default_image=IMAGE)
+    (group,) = [m for m in plan.apply if m["kind"] == "LeaderWorkerSet"]
+    lws_validator.validate(group)
+    template = group["spec"]["leaderWorkerTemplate"]
+    assert template["size"] == 2
+    for pod in (template["leaderTemplate"], template["workerTemplate"]):
+        container = pod["spec"]["containers"][0]
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
+        assert flag(container["args"], "--tensor-parallel-size") == "8"
+        assert flag(container["args"], "--pipeline-parallel-size") == "2"
 
 
 def test_gpu_product_and_cpu_pods():

@@ -152,6 +152,8 @@ def _reconcile(
             deployment = live
     if prune:  # a new ModelDeployment has no stale children to remove
         for ref in plan.delete:
+            if ref.kind in workload.WORKLOAD_KINDS and not weights.rollout_allowed:
+                continue  # the other workload keeps serving until the held one may roll out
             kube.delete(ref, owner.namespace)
     status = sync_status(
         kube,

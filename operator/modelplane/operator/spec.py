@@ -585,17 +585,23 @@ CROSS_FIELD_RULES: tuple[CrossFieldRule, ...] = (
         field="spec.cache.accessMode",
         message=(
             "ReadWriteOnce needs at most one replica (replicas <= 1 and autoscaling.maxReplicas"
-            " <= 1): a second replica on another node could not mount the cache"
+            " <= 1) of one pod (resources.nodes 1): a second pod on another node could not mount"
+            " the cache"
         ),
         scope="",
         cel=(
             "!has(self.cache) || !has(self.cache.accessMode) || self.cache.accessMode != 'ReadWriteOnce'"
             " || ((!has(self.replicas) || self.replicas <= 1)"
-            " && (!has(self.autoscaling) || self.autoscaling.maxReplicas <= 1))"
+            " && (!has(self.autoscaling) || self.autoscaling.maxReplicas <= 1)"
+            " && (!has(self.resources) || !has(self.resources.nodes) || self.resources.nodes <= 1))"
         ),
         check=lambda s: (
             s.cache.access_mode != "ReadWriteOnce"
-            or (s.replicas <= 1 and (s.autoscaling is None or s.autoscaling.max_replicas <= 1))
+            or (
+                s.replicas <= 1
+                and (s.autoscaling is None or s.autoscaling.max_replicas <= 1)
+                and s.resources.nodes <= 1
+            )
         ),
     ),
     CrossFieldRule(

@@ -80,7 +80,26 @@ def apply_machine_defaults(argv: Sequence[str]) -> list[str]:
     os.environ.update(chosen)
     for name, value in chosen.items():
         logger.info("No GPU: %s=%s (set it to override)", name, value)
+    if pipeline_parallel_size(argv, os.environ) > 1:
+        # vLLM's CPU model runner warms up (and so allocates the buffers a later pipeline stage
+        # receives its input in) only when it compiles: eager PP fails on the first request.
+        logger.info("No GPU, pipeline parallel: compiling the model (eager mode cannot run PP)")
+        return list(argv)
     extra = cpu_eager_default(argv, os.environ)
     if extra:
         logger.info("No GPU: --enforce-eager (pass --no-enforce-eager to compile the model)")
     return [*extra, *argv]
+
+
+def pipeline_parallel_size(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    """--pipeline-parallel-size (or -pp, or its MODELPLANE_ variable), before argparse runs."""
+    value = environ.get(f"{ENV_PREFIX}PIPELINE_PARALLEL_SIZE", "1")
+    for index, token in enumerate(argv):
+        if token.startswith("--pipeline-parallel-size="):
+            value = token.split("=", 1)[1]
+        elif token in ("--pipeline-parallel-size", "-pp") and index + 1 < len(argv):
+            value = argv[index + 1]
+    try:
+        return int(value)
+    except ValueError:
+        return 1  # argparse reports the bad value itself

@@ -29,11 +29,11 @@ def check_worker_args(args: argparse.Namespace) -> None:
 
 def run_worker(args: argparse.Namespace) -> None:
     """Hand the parsed flags to vLLM's headless launcher; returns when the leader goes away."""
+    check_worker_args(args)
     from vllm.entrypoints.cli.serve import run_headless
 
     from modelplane.server.default_model import ensure_default_model
 
-    check_worker_args(args)
     if args.model is None:
         args.model = str(ensure_default_model())
     # vLLM's serve parser adds this frontend flag; in headless mode it is always 0.
