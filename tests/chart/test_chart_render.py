@@ -87,6 +87,7 @@ ALL_OPTIONS: dict[str, Any] = {
         "annotations": {"iam.gke.io/gcp-service-account": "mp@p.iam.gserviceaccount.com"}
     },
     "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"}},
+    "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "modelplane"}},
     "modelDeployments": [
         {"name": "qwen3-8b", "namespace": "models", "spec": example_spec("minimal.yaml")},
         {

@@ -28,6 +28,8 @@ def test_one_observation_per_request_with_bounded_labels() -> None:
     assert metric_value(text, "modelplane_prompt_tokens_total", model=MODEL, key="bob") == 7
     assert metric_value(text, "modelplane_completion_tokens_total", model=MODEL, key="bob") == 3
     assert metric_value(text, "modelplane_requests_total", model="unknown") == 1
+    assert metric_value(text, "modelplane_requests_total", model=MODEL, key="bob") == 1
+    assert metric_value(text, "modelplane_requests_total", key="anonymous") == 1
     assert metric_value(text, "modelplane_time_to_first_token_seconds_count", model=MODEL) == 1
     assert metric_value(text, "modelplane_request_latency_seconds_count", model=MODEL) == 1
 

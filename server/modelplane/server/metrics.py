@@ -74,8 +74,8 @@ class ServerMetrics:
         self.registry = registry
         self.requests = Counter(
             "modelplane_requests",
-            "API requests by route, model and HTTP status.",
-            ["route", "model", "status"],
+            "API requests by route, model, HTTP status and API key name.",
+            ["route", "model", "status", "key"],
             registry=registry,
         )
         self.in_flight = Gauge(
@@ -113,14 +113,14 @@ class ServerMetrics:
     def observe_request(self, record: RequestRecord, known_models: Collection[str]) -> None:
         """Record a finished request. Unknown model names collapse into one label value."""
         model = record.model if record.model in known_models else UNKNOWN_MODEL
-        self.requests.labels(record.route, model, str(record.status_code)).inc()
+        key = record.key_name or ANONYMOUS_KEY
+        self.requests.labels(record.route, model, str(record.status_code), key).inc()
         latency = record.latency_s
         if latency is not None:
             self.latency.labels(record.route, model).observe(latency)
         ttft = record.time_to_first_token_s
         if ttft is not None:
             self.time_to_first_token.labels(record.route, model).observe(ttft)
-        key = record.key_name or ANONYMOUS_KEY
         if record.prompt_tokens:
             self.prompt_tokens.labels(model, key).inc(record.prompt_tokens)
         if record.completion_tokens:
