@@ -23,6 +23,7 @@ from modelplane.server.endpoint import handle, json_response, record_of
 from modelplane.server.errors import add_exception_handlers, error_body
 from modelplane.server.metrics import render_metrics
 from modelplane.server.middleware import RequestMiddleware
+from modelplane.server.openapi import install_openapi
 from modelplane.server.settings import ServerSettings
 from modelplane.server.state import Phase, ServerState, init_state
 
@@ -84,8 +85,9 @@ def build_app(settings: ServerSettings, state: ServerState | None = None) -> Fas
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        openapi_url="/openapi.json",
     )
+    install_openapi(app)
     app.state.modelplane = state
     add_api_routes(app, state)
     add_probe_routes(app, state)

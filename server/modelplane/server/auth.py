@@ -7,8 +7,8 @@ import hmac
 from modelplane.server.errors import AuthenticationFailed, ModelNotAllowed
 from modelplane.server.settings import ApiKey
 
-# Probes and scrapers reach these without a key.
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/version"})
+# Probes, scrapers and API clients reading the schema reach these without a key.
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/version", "/openapi.json"})
 
 
 class ApiKeyAuth:
