@@ -300,7 +300,9 @@ class Adapter(_Model):
 class AuthSpec(_Model):
     api_key_secret_ref: SecretKeyRef | None = Field(
         None,
-        description="Secret key holding the API keys file; mounted read-only, passed as --api-key-file.",
+        description="Secret key holding the API keys file (one `name:key` per line, optionally "
+        "followed by `models=a,b` to restrict the key to those served model names); mounted "
+        "read-only, passed as --api-key-file.",
     )
 
 
