@@ -122,6 +122,7 @@ def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
     key_file = workdir / "keys"
     key_file.write_text(
         "ci:sk-ci-tiny\nmeter:sk-meter-tiny\nnarrow:sk-narrow-tiny models=tiny-alias\n"
+        "refused:sk-refused-tiny\n"
     )
     running = start_server(
         workdir,
@@ -134,7 +135,12 @@ def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
             "MODELPLANE_LOG_FORMAT": "json",
         },
     )
-    running.keys = {"ci": "sk-ci-tiny", "meter": "sk-meter-tiny", "narrow": "sk-narrow-tiny"}
+    running.keys = {
+        "ci": "sk-ci-tiny",
+        "meter": "sk-meter-tiny",
+        "narrow": "sk-narrow-tiny",
+        "refused": "sk-refused-tiny",
+    }
     try:
         yield running
     finally:
@@ -298,3 +304,18 @@ def test_a_key_restricted_to_some_models_gets_403_naming_any_other(
     usage = tiny_server.usage_line(refused.headers["x-request-id"])
     assert (usage["status"], usage["key_name"], usage["prompt_tokens"]) == (403, "narrow", 0)
     assert tiny_server.usage_line(allowed.headers["x-request-id"])["key_name"] == "narrow"
+
+
+@pytest.mark.slow
+def test_a_refused_request_costs_the_key_no_tokens(tiny_server: RunningServer) -> None:
+    """A prompt longer than the context (1024 tokens here) is tokenized to be refused, but
+    only what was served is charged: the key's token budget stays full."""
+    headers = {"Authorization": "Bearer sk-refused-tiny"}
+    body = {"model": "smollm2-135m-instruct", "prompt": "one two three " * 1000, "max_tokens": 1}
+    with httpx.Client(base_url=tiny_server.base_url, headers=headers, timeout=120) as http:
+        refused = http.post("/v1/completions", json=body)
+        after = http.get("/v1/models")
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "context_length_exceeded"
+    assert after.headers["x-ratelimit-remaining-tokens"] == "6000"
+    assert after.headers["x-ratelimit-reset-tokens"] == "0s"

@@ -113,7 +113,9 @@ class RequestMiddleware:
         finally:
             if counted:
                 state.request_finished()
-                if state.rate_limits.enabled:
+                # Only what was served is charged: a refused request (4xx: too long, invalid...)
+                # costs the key no tokens, even when its prompt was tokenized to find that out.
+                if state.rate_limits.enabled and 200 <= response["status"] < 300:
                     tokens = record.prompt_tokens + record.completion_tokens
                     state.rate_limits.charge(record.key_name or ANONYMOUS_KEY, tokens)
             record.finished_at = time.perf_counter()
