@@ -17,7 +17,9 @@ a 409) are stamped on create/patch (kopf JSON-patches with a `test` on the resou
 kubernetes client wants owner uids), and a merge patch carrying a stale
 `metadata.resourceVersion` gets 409 Conflict like on a real API server;
 (2) `/api/v1/namespaces[/<name>]` paths parse (kopf lists namespaces); (3) only PATCH exists,
-no PUT (the operator needs none).
+no PUT (the operator needs none); (4) a Deployment's `spec.selector` is immutable (422 Invalid,
+as apps/v1 validation answers). Every write request (POST, PATCH, DELETE) is recorded in
+`emulator.writes`, whatever its answer, so a test can count what a restart sends.
 It is no kube-apiserver: merge patches only, no CRD schema/CEL, no defaults, no garbage
 collection — those are tested with the CRD schema and documented in docs/operator.md.
 """
@@ -78,6 +80,7 @@ EXTRA_RESOURCES: dict[str, kmock.ResourceInfo] = {
     ),
 }
 
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _NAMESPACES_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?/?$")
 _original_parse_path = parsing.parse_path
 
@@ -110,6 +113,16 @@ class StampingEmulator(kmock.KubernetesEmulator):
     _inflight: set[kmock.Request]
 
     @property
+    def writes(self) -> list[tuple[str, str, str | None, str | None]]:
+        """(method, plural, namespace, name) of every write request received, in order."""
+        return self.__dict__.setdefault("_writes", [])  # type: ignore[no-any-return]
+
+    @property
+    def faults(self) -> dict[tuple[str, str, str | None], int]:
+        """Injected errors: (method, plural, name) -> the HTTP status to answer instead."""
+        return self.__dict__.setdefault("_faults", {})  # type: ignore[no-any-return]
+
+    @property
     def created_at(self) -> dict[tuple[str, str | None, str], float]:
         """time.monotonic() when each object's create request arrived, by (plural, namespace, name).
 
@@ -126,7 +139,23 @@ class StampingEmulator(kmock.KubernetesEmulator):
             r for r in self._requests if r in inflight and id(r) not in recent_ids
         ] + recent
         try:
+            if request.resource is not None and request.method.upper() in WRITE_METHODS:
+                self.writes.append(
+                    (
+                        request.method.upper(),
+                        str(request.resource.plural),
+                        request.namespace,
+                        request.name,
+                    )
+                )
             if request.resource is not None:
+                fault = self.faults.get(
+                    (request.method.upper(), str(request.resource.plural), request.name)
+                ) or self.faults.get((request.method.upper(), str(request.resource.plural), None))
+                if fault:
+                    raise kmock.KubernetesError(
+                        status=fault, reason="Injected", message="injected by the test"
+                    )
                 if request.action == enums.action.CREATE and isinstance(request.data, dict):
                     self._stamp_create(request)
                 elif request.action == enums.action.UPDATE and request.data is not None:
@@ -180,8 +209,23 @@ class StampingEmulator(kmock.KubernetesEmulator):
                     reason="Conflict",
                     message="the object has been modified; please apply your changes to the latest version",
                 )
-            patch_meta["resourceVersion"] = version
             new_spec = request.data.get("spec")
+            if (
+                request.resource is not None
+                and str(request.resource.plural) == "deployments"
+                and isinstance(new_spec, dict)
+                and "selector" in new_spec
+                and _merged(current["spec"].get("selector"), new_spec["selector"])
+                != current["spec"].get("selector")
+            ):
+                # apps/v1 validation: a Deployment's selector cannot change after creation.
+                raise kmock.KubernetesError(
+                    status=422,
+                    reason="Invalid",
+                    message=f"Deployment.apps {request.name!r} is invalid: spec.selector: "
+                    "Invalid value: field is immutable",
+                )
+            patch_meta["resourceVersion"] = version
             if (
                 request.subresource is None
                 and new_spec is not None

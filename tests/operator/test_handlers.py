@@ -1,4 +1,4 @@
-"""handlers.py's pure parts (the handlers themselves run in test_operator_integration.py)."""
+"""handlers.py's pure parts (the handlers themselves run in test_integration.py)."""
 
 import pytest
 
@@ -6,12 +6,20 @@ from modelplane.operator.handlers import MAX_RETRY_DELAY_SECONDS, retry_delay, v
 from modelplane.operator.spec import SpecError
 
 
-def test_api_errors_back_off_exponentially_up_to_a_cap():
-    delays = [retry_delay(retry) for retry in range(8)]
-    assert delays[:4] == [10, 20, 40, 80]
+def test_api_errors_are_retried_soon_then_back_off_exponentially_up_to_a_cap():
+    delays = [retry_delay(retry, jitter=0) for retry in range(10)]
+    assert delays[:4] == [1, 2, 4, 8]
     assert delays == sorted(delays)
     assert delays[-1] == MAX_RETRY_DELAY_SECONDS
-    assert retry_delay(10_000) == MAX_RETRY_DELAY_SECONDS
+    assert retry_delay(10_000, jitter=1) == MAX_RETRY_DELAY_SECONDS
+
+
+def test_retries_are_spread_by_jitter_within_20_percent():
+    assert retry_delay(3, jitter=-1) == pytest.approx(6.4)
+    assert retry_delay(3, jitter=1) == pytest.approx(9.6)
+    spread = {retry_delay(3) for _ in range(50)}
+    assert len(spread) > 1
+    assert all(6.4 <= d <= 9.6 for d in spread)
 
 
 @pytest.mark.parametrize("name", ["9-lives", "Qwen3", "a" * 64, "trailing-"])

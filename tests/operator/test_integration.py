@@ -177,12 +177,13 @@ def test_an_object_owned_by_another_controller_is_never_taken_over(cluster: Clus
         events = (cluster.get(EVENTS) or {}).get("items", [])
         return next(
             (e for e in events
-             if e["involvedObject"]["name"] == "taken" and "another owner" in e["message"]),
+             if e["involvedObject"]["name"] == "taken" and e["reason"] == "ChildConflict"),
             None,
         )  # fmt: skip
 
     event = wait_for(conflict_event, what="an Event saying the Service has another owner")
-    assert (event["type"], event["reason"]) == ("Warning", "ReconcileFailed")
+    assert event["type"] == "Warning"
+    assert event["message"] == f"Service {NS}/taken exists and is controlled by Gateway/gw"
     service = cluster.get(f"{SERVICES}/taken")
     assert service is not None
     assert service["metadata"]["ownerReferences"][0]["uid"] == "other-uid"

@@ -7,6 +7,7 @@ CLI builds one explicit registry instead of relying on import-time side effects.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -15,14 +16,21 @@ import kopf
 from modelplane.operator import metrics, routed, workload
 from modelplane.operator import spec as specmod
 from modelplane.operator.engine_args import engine_flags
-from modelplane.operator.kube import Kube, KubeError, contains
+from modelplane.operator.kube import Kube, KubeError, NotOwned, contains
 from modelplane.operator.resources import RoutingPlan, plan_children
 from modelplane.operator.resources import leaderworkerset as lws
 from modelplane.operator.resources.meta import DEPLOYMENT_LABEL, MANAGED_BY, Owner, selector_string
 from modelplane.operator.resources.servicemonitor import SERVICE_MONITOR_CRD
 from modelplane.operator.routing import resolve_gateway
 from modelplane.operator.settings import OperatorSettings
-from modelplane.operator.status import Phase, build_status, condition, now_rfc3339, status_changed
+from modelplane.operator.status import (
+    Phase,
+    build_status,
+    condition,
+    failed_reconcile_status,
+    now_rfc3339,
+    status_changed,
+)
 from modelplane.operator.weights import sync_weights
 
 log = logging.getLogger(__name__)
@@ -47,17 +55,25 @@ WATCHED_CHILDREN = (
     ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets"),
     ("batch", "v1", "jobs"),  # the fetch Job: its completion opens the rollout
 )
-# API errors are retried after 10 s, doubling up to 5 minutes: a lasting conflict (a child name
-# another controller owns, a missing RBAC rule) must not hammer the API server.
-RETRY_DELAY_SECONDS = 10
+# API errors are retried after ~1 s, doubling up to 5 minutes: most faults are brief (a restarting
+# API server, a lost race), and a lasting one (a child name another controller owns, a missing
+# RBAC rule) must not hammer the API server. +-20 % jitter spreads the retries of many objects
+# that failed together.
+RETRY_DELAY_SECONDS = 1
 MAX_RETRY_DELAY_SECONDS = 300
+RETRY_JITTER = 0.2
 # How often a routed ModelDeployment looks again for the routing CRDs it is missing.
 ROUTING_RETRY_SECONDS = 60
 
 
-def retry_delay(retry: int) -> float:
-    """Seconds before kopf retries a reconcile that failed `retry` times before."""
-    return float(min(RETRY_DELAY_SECONDS * 2 ** min(retry, 10), MAX_RETRY_DELAY_SECONDS))
+def retry_delay(retry: int, jitter: float | None = None) -> float:
+    """Seconds before kopf retries a reconcile that failed `retry` times before.
+
+    `jitter` in [-1, 1] scales the +-20 % spread (random when None); never above the cap.
+    """
+    spread = random.uniform(-1.0, 1.0) if jitter is None else jitter
+    base = min(RETRY_DELAY_SECONDS * 2 ** min(retry, 10), MAX_RETRY_DELAY_SECONDS)
+    return float(min(base * (1 + RETRY_JITTER * spread), MAX_RETRY_DELAY_SECONDS))
 
 
 def validated_spec(
@@ -95,9 +111,8 @@ def reconcile(
         except KubeError as error:
             metrics.ERRORS.labels(trigger).inc()
             metrics.RECONCILES.labels(trigger, "error").inc()
-            if retry == 0:
-                kopf.warn(cast(kopf.Body, body), reason="ReconcileFailed", message=str(error))
-            raise kopf.TemporaryError(str(error), delay=retry_delay(retry)) from error
+            report_failure(kube, body, error)
+            raise kopf.TemporaryError(error.summary(), delay=retry_delay(retry)) from error
     metrics.RECONCILES.labels(trigger, result).inc()
     if result == "routing-pending":
         # Serving, but not routed: the Gateway API or InferencePool CRD is not installed yet.
@@ -107,6 +122,46 @@ def reconcile(
             kopf.warn(cast(kopf.Body, body), reason="RoutingUnavailable", message=message)
         raise kopf.TemporaryError(message, delay=ROUTING_RETRY_SECONDS)
     return status
+
+
+def report_failure(kube: Kube, body: Mapping[str, Any], error: KubeError) -> None:
+    """Say in the status why the children could not be applied; one Warning Event per cause.
+
+    A child name held by an object this ModelDeployment does not control is `ChildConflict`
+    (Ready=False too, naming the object); any other API error is `ApiError`. Best effort: the
+    status write may fail for the same reason the reconcile did.
+    """
+    conflict = isinstance(error, NotOwned)
+    reason, message = ("ChildConflict" if conflict else "ApiError"), error.summary()
+    previous = dict(body.get("status") or {})
+    reported = any(
+        c.get("type") == "Reconciled" and c.get("reason") == reason and c.get("message") == message
+        for c in previous.get("conditions") or []
+    )
+    if reported:
+        return
+    kopf.warn(
+        cast(kopf.Body, body),
+        reason=reason if conflict else "ReconcileFailed",
+        message=message,
+    )
+    status = failed_reconcile_status(
+        previous,
+        reason=reason,
+        message=message,
+        generation=body["metadata"].get("generation"),
+        not_ready=conflict,
+    )
+    meta = body["metadata"]
+    try:
+        kube.patch_status(meta["namespace"], meta["name"], status)
+    except KubeError as write_error:
+        log.warning(
+            "Could not write the status of %s/%s: %s",
+            meta["namespace"],
+            meta["name"],
+            write_error.summary(),
+        )
 
 
 def _reconcile(
@@ -154,7 +209,7 @@ def _reconcile(
         for ref in plan.delete:
             if ref.kind in workload.WORKLOAD_KINDS and not weights.rollout_allowed:
                 continue  # the other workload keeps serving until the held one may roll out
-            kube.delete(ref, owner.namespace)
+            kube.delete(ref, owner.namespace, owner_uid=owner.uid)
     status = sync_status(
         kube,
         settings,

@@ -1,9 +1,11 @@
 """The Kubernetes API calls of the operator; the only place that tolerates 404 and 409.
 
-Children are applied as "create, and on 409 merge-patch what differs": JSON merge patches work on
-every API server and on custom resources (strategic merge does not), and on the kmock emulator
-the tests use. The patch is three-way (`last_applied`): keys the operator set before and no
-longer wants are removed, keys others added stay. A child that already matches is not patched.
+Children are applied as "read; create when missing, merge-patch what differs": JSON merge patches
+work on every API server and on custom resources (strategic merge does not), and on the kmock
+emulator the tests use. The patch is three-way (`last_applied`): keys the operator set before and
+no longer wants are removed, keys others added stay. Reading first means a child that already
+matches costs one GET and no write, so a restart on an unchanged cluster writes nothing.
+An object that lacks the owner's controller reference is never written to (`NotOwned`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,29 @@ class KubeError(Exception):
     def __init__(self, status: int, method: str, path: str, body: str) -> None:
         super().__init__(f"{method} {path} -> HTTP {status}: {body[:300]}")
         self.status = status
+        self.method = method
+        self.path = path
+        self.body = body
+
+    def summary(self) -> str:
+        """One short line for a status condition: what was asked, what came back (no raw body)."""
+        what = describe_path(self.path)
+        if self.status == 0:
+            return f"{self.method} {what}: the API server did not answer"
+        reason = _api_reason(self.body)
+        return f"{self.method} {what}: HTTP {self.status}" + (f" {reason}" if reason else "")
+
+
+class NotOwned(KubeError):
+    """A child's name is taken by an object this ModelDeployment does not control."""
+
+    def __init__(self, kind: str, namespace: str | None, name: str, owner: str | None) -> None:
+        held = f"controlled by {owner}" if owner else "not controlled by this ModelDeployment"
+        self.object = f"{kind} {namespace}/{name}"
+        super().__init__(409, "APPLY", self.object, f"{self.object} exists and is {held}")
+
+    def summary(self) -> str:
+        return self.body
 
 
 def resource_path(
@@ -68,6 +93,37 @@ def resource_path(
     if sub:
         path += f"/{sub}"
     return path
+
+
+def describe_path(path: str) -> str:
+    """`/apis/apps/v1/namespaces/ns/deployments/x` -> `Deployment ns/x` (the path when unknown)."""
+    kinds = {plural: kind for kind, plural in PLURALS.items()}
+    parts = path.strip("/").split("/")
+    if "namespaces" in parts:
+        at = parts.index("namespaces")
+        rest = parts[at + 2 :]
+        if rest and rest[0] in kinds:
+            name = f"/{rest[1]}" if len(rest) > 1 else ""
+            return f"{kinds[rest[0]]} {parts[at + 1]}{name}"
+    return path
+
+
+def _api_reason(body: str) -> str:
+    """The `reason` of a Kubernetes Status body (`Conflict`, `Forbidden`...), else ''."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    reason = data.get("reason") if isinstance(data, dict) else None
+    return str(reason)[:40] if reason else ""
+
+
+def controller_description(obj: Mapping[str, Any]) -> str | None:
+    """`Kind/name` of the object's controller owner, if it has one."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return f"{ref.get('kind')}/{ref.get('name')}"
+    return None
 
 
 def contains(actual: Any, desired: Any) -> bool:
@@ -181,23 +237,19 @@ class Kube:
         return self._create_or_get(manifest)[0]
 
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Create the object, or three-way merge-patch the existing one when it differs."""
+        """Create the object, or three-way merge-patch the existing one when it differs.
+
+        An existing object without this owner's controller reference (someone else's, nobody's,
+        or a previous owner's awaiting garbage collection) is never written to: NotOwned.
+        """
         desired = with_last_applied(manifest)
         live, created = self._create_or_get(desired)
         if created:
             return live
         meta, kind = desired["metadata"], desired["kind"]
         item = resource_path(desired["apiVersion"], kind, meta.get("namespace"), meta["name"])
-        owner = controller_uid(live)
-        if owner is not None and owner != controller_uid(desired):
-            # Another controller's object (or a previous owner's, awaiting garbage collection):
-            # never take it over; kopf retries, and the name is free once it is gone.
-            raise KubeError(
-                409,
-                "APPLY",
-                item,
-                f"{kind} {meta.get('namespace')}/{meta['name']} has another owner",
-            )
+        if controller_uid(live) != controller_uid(desired):
+            raise NotOwned(kind, meta.get("namespace"), meta["name"], controller_description(live))
         stale = stale_keys(desired, live)
         if not stale and contains(live, desired):
             return live
@@ -205,16 +257,19 @@ class Kube:
         return dict(self._ok("PATCH", item, status, data))
 
     def _create_or_get(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """(object, True) when POST created it, (the existing object, False) on 409 Conflict."""
+        """(the existing object, False), else (object, True) once POST created it."""
         meta = manifest["metadata"]
         kind, api_version, ns = manifest["kind"], manifest["apiVersion"], meta.get("namespace")
+        existing = self.get(api_version, kind, ns, meta["name"])
+        if existing is not None:
+            return existing, False
         path = resource_path(api_version, kind, ns)
         status, data = self.request("POST", path, manifest)
         if status != 409:
             return dict(self._ok("POST", path, status, data)), True
         existing = self.get(api_version, kind, ns, meta["name"])
-        if existing is None:  # deleted in between: the retry creates it
-            raise KubeError(404, "GET", path, f"{kind} {ns}/{meta['name']} vanished")
+        if existing is None:  # 409 on create, yet no such object: the retry reads again
+            raise KubeError(409, "POST", resource_path(api_version, kind, ns, meta["name"]), "")
         return existing, False
 
     def list(
@@ -236,11 +291,17 @@ class Kube:
             return None
         return dict(self._ok("PATCH", path, status, data))
 
-    def delete(self, ref: ChildRef, namespace: str) -> bool:
-        """Delete a child if it exists; True when something was deleted.
+    def delete(self, ref: ChildRef, namespace: str, owner_uid: str | None = None) -> bool:
+        """Delete a child if it exists (and, given `owner_uid`, is controlled by that owner).
 
-        Background propagation: a Job's API default would orphan its pods.
+        Read first: a child that is already gone costs no write. Background propagation: a
+        Job's API default would orphan its pods.
         """
+        live = self.get(ref.api_version, ref.kind, namespace, ref.name)
+        if live is None:
+            return False
+        if owner_uid is not None and controller_uid(live) != owner_uid:
+            return False  # not ours: never delete it
         path = resource_path(ref.api_version, ref.kind, namespace, ref.name)
         status, data = self.request("DELETE", path, {"propagationPolicy": "Background"})
         if status == 404:

@@ -34,7 +34,11 @@ class ConditionStatus(str, enum.Enum):
 
 
 class Condition(_Model):
-    type: str = Field(..., description="Ready, SpecValid, Routed, WeightsCached or GPUFit.")
+    type: str = Field(
+        ...,
+        description="Ready, SpecValid, Routed, WeightsCached, GPUFit, or Reconciled (only while "
+        "reconciles fail).",
+    )
     status: ConditionStatus = Field(..., description="True, False or Unknown.")
     reason: str = Field(..., description="CamelCase reason for the last transition.")
     message: str = Field("", description="Human-readable details (names the field when invalid).")
@@ -249,3 +253,32 @@ def status_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     """Whether patching `new` over `old` would change anything (avoids no-op writes)."""
     old = old or {}
     return any(old.get(key) != value for key, value in new.items())
+
+
+def failed_reconcile_status(
+    previous: dict[str, Any] | None,
+    *,
+    reason: str,
+    message: str,
+    generation: int | None,
+    not_ready: bool = False,
+    now: str | None = None,
+) -> dict[str, Any]:
+    """The last status plus `Reconciled=False` saying why the children could not be applied.
+
+    With `not_ready` (a child name taken by an object it does not control) Ready is False too,
+    for the same reason: nothing of this ModelDeployment serves under that name. The condition
+    disappears with the next successful reconcile, which writes the whole status again.
+    """
+    now = now or now_rfc3339()
+    status = dict(previous or {})
+    old_conditions = list(status.get("conditions") or [])
+    failed = condition(old_conditions, "Reconciled", False, reason, message, generation, now)
+    conditions = [c for c in old_conditions if c.get("type") != "Reconciled"]
+    if not_ready:
+        ready = condition(old_conditions, "Ready", False, reason, message, generation, now)
+        conditions = [ready if c.get("type") == "Ready" else c for c in conditions]
+        if not any(c.get("type") == "Ready" for c in conditions):
+            conditions.insert(0, ready)
+    status["conditions"] = [*conditions, failed]
+    return status
