@@ -127,3 +127,59 @@ def test_embedding_request_shapes() -> None:
     assert failing_field(EmbeddingRequest, {"model": "m", "input": []}) == ("input",)
     body = {"model": "m", "input": "a", "encoding_format": "hex"}
     assert failing_field(EmbeddingRequest, body) == ("encoding_format",)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("max_tokens", "4"), ("stream", "yes"), ("temperature", "0.5"), ("n", 2.5), ("seed", "1")],
+)
+def test_numbers_and_booleans_are_not_coerced_from_strings(field: str, value: Any) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], field: value}
+    assert failing_field(ChatCompletionRequest, body)[0] == field
+
+
+def test_null_where_the_spec_allows_it_means_the_default() -> None:
+    request = chat(stream=None, logprobs=None)
+    assert (request.stream, request.logprobs) == (False, False)
+    completion = CompletionRequest.model_validate(
+        {"model": "m", "prompt": "x", "stream": None, "echo": None}
+    )
+    assert (completion.stream, completion.echo) == (False, False)
+
+
+def test_an_empty_array_of_content_parts_is_rejected() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": []}]}
+    assert failing_field(ChatCompletionRequest, body) == ("messages", 0, "content")
+
+
+def test_a_text_part_without_text_says_text_is_missing() -> None:
+    from modelplane.server.endpoint import parse_request
+    from modelplane.server.errors import InvalidRequest
+
+    body = b'{"model": "m", "messages": [{"role": "user", "content": [{"type": "text"}]}]}'
+    with pytest.raises(InvalidRequest) as raised:
+        parse_request(body, ChatCompletionRequest)
+    assert raised.value.param == "messages[0].content"
+    assert "missing 'text'" in raised.value.message
+    assert "not supported" not in raised.value.message
+
+
+@pytest.mark.parametrize("tool_choice", [None, "auto", "none", "required"])
+def test_tool_parameters_must_be_a_json_schema_whatever_the_tool_choice(
+    tool_choice: str | None,
+) -> None:
+    bad_tool = {"type": "function", "function": {"name": "f", "parameters": {"type": 12}}}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [bad_tool],
+        "tool_choice": tool_choice,
+    }
+    assert failing_field(ChatCompletionRequest, body) == ("tools", 0, "function", "parameters")
+
+
+def test_response_format_schema_must_be_a_json_schema() -> None:
+    response_format = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 1}}}
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    loc = failing_field(ChatCompletionRequest, {**body, "response_format": response_format})
+    assert loc[0] == "response_format"

@@ -1,8 +1,10 @@
 """Request bodies of the OpenAI-compatible endpoints (pydantic models, OpenAI wire format).
 
 Only requests are modelled: responses are built as plain dicts on the hot path and
-serialized with orjson. Unknown fields are ignored, as vLLM's server does. Validation errors
-carry the offending field in their `loc`, which the app turns into the error's `param`.
+serialized with orjson. Unknown fields are ignored, as vLLM's server does. Types are as
+strict as OpenAI's API: `"4"` is not a number nor `"yes"` a boolean (no coercion); where the
+spec allows null, null means the default. Validation errors carry the offending field in
+their `loc`, which the app turns into the error's `param`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
@@ -20,7 +23,29 @@ from pydantic import (
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
+
+
+def null_is(default: Any) -> BeforeValidator:
+    """For a field the spec lets be null: null means `default` (and the schema says null)."""
+    return BeforeValidator(
+        lambda value: default if value is None else value,
+        json_schema_input_type=type(default) | None,
+    )
+
+
+def check_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema by its own `$schema` draft (2020-12 when it names none)."""
+    from jsonschema import exceptions, validators
+
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except exceptions.SchemaError as error:
+        raise ValueError(f"not a valid JSON Schema: {error.message}") from None
+    return schema
+
+
+JsonSchema = Annotated[dict[str, Any], AfterValidator(check_json_schema)]
 
 
 # --- messages ---------------------------------------------------------------------------
@@ -59,6 +84,20 @@ class ChatMessage(_Model):
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
 
+    @field_validator("content", mode="before")
+    @classmethod
+    def _parts_are_complete(cls, value: Any) -> Any:
+        """Says what is wrong with a list of parts (a union's own errors would not)."""
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an array of content parts must not be empty")
+            for index, part in enumerate(value):
+                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                    raise ValueError(f"part {index} must be an object with a 'type'")
+                if part["type"] == "text" and not isinstance(part.get("text"), str):
+                    raise ValueError(f"part {index} is of type 'text' but is missing 'text'")
+        return value
+
 
 # --- response_format, tools --------------------------------------------------------------
 
@@ -66,7 +105,7 @@ class ChatMessage(_Model):
 class JsonSchemaFormat(_Model):
     name: str = "response"
     description: str | None = None
-    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    json_schema: JsonSchema | None = Field(default=None, alias="schema")
     strict: bool | None = None
 
 
@@ -86,7 +125,7 @@ class ResponseFormat(_Model):
 class FunctionDefinition(_Model):
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: JsonSchema | None = None
     strict: bool | None = None
 
 
@@ -128,7 +167,7 @@ class SamplingFields(_Model):
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
     response_format: ResponseFormat | None = None
-    stream: bool = False
+    stream: Annotated[bool, null_is(False)] = False
     stream_options: StreamOptions | None = None
     user: str | None = None
     # vLLM's extra sampling parameters, same names and meaning as vLLM's server.
@@ -185,7 +224,7 @@ class SamplingFields(_Model):
 class ChatCompletionRequest(SamplingFields):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
-    logprobs: bool = False
+    logprobs: Annotated[bool, null_is(False)] = False
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
@@ -246,7 +285,7 @@ class CompletionRequest(SamplingFields):
     prompt: Prompt
     max_tokens: Annotated[int, Field(ge=1)] | None = 16
     logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
-    echo: bool = False
+    echo: Annotated[bool, null_is(False)] = False
     suffix: str | None = None
     best_of: int | None = None
 
