@@ -9,6 +9,7 @@ import pytest
 from modelplane.server.endpoint import parse_request
 from modelplane.server.errors import InvalidRequest, validation_param
 from modelplane.server.protocol import ChatCompletionRequest
+from tests.server.server_harness import RunningServer
 
 MODEL = "smollm2-135m-instruct"
 HI = [{"role": "user", "content": "Hi"}]
@@ -47,6 +48,24 @@ async def test_generation_while_loading_is_503(loading_app: httpx.AsyncClient) -
     assert response.status_code == 503
     assert error["type"] == "service_unavailable"
     assert (await loading_app.get("/v1/models")).status_code == 503
+
+
+async def test_generation_while_loading_is_503_with_retry_after(
+    loading_app: httpx.AsyncClient,
+) -> None:
+    response = await loading_app.post("/v1/chat/completions", json={"model": MODEL, "messages": HI})
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) >= 1
+
+
+def test_error_messages_and_params_stay_short() -> None:
+    error = InvalidRequest(
+        "token_id(s) [" + ", ".join(map(str, range(10**5))) + "]", param="p" * 10**4
+    )
+    body = error.body()["error"]
+    assert len(body["message"]) <= 1000
+    assert body["message"].startswith("token_id(s) [0, 1, 2")
+    assert len(body["param"]) <= 200
 
 
 async def test_unknown_route_is_404_in_shape_in_process(loading_app: httpx.AsyncClient) -> None:
@@ -99,6 +118,33 @@ def test_unknown_model_is_404_model_not_found(http: httpx.Client) -> None:
     error = assert_openai_error(response, 404)
     assert error["code"] == "model_not_found"
     assert error["param"] == "model"
+
+
+@pytest.mark.slow
+def test_logit_bias_with_many_unknown_token_ids_gets_a_short_error(http: httpx.Client) -> None:
+    logit_bias = {str(token_id): 1 for token_id in range(10**6, 10**6 + 20_000)}
+    response = http.post(
+        "/v1/chat/completions",
+        json={"model": MODEL, "messages": HI, "max_tokens": 1, "logit_bias": logit_bias},
+    )
+    error = assert_openai_error(response, 400)
+    assert error["param"] == "logit_bias"
+    assert len(response.content) < 2000
+
+
+@pytest.mark.slow
+def test_a_prompt_far_beyond_the_context_is_refused_and_counts_no_tokens(
+    http: httpx.Client, server: RunningServer
+) -> None:
+    content = "All work and no play. " * 150_000  # 3.3 MB, under the body cap
+    response = http.post(
+        "/v1/chat/completions",
+        json={"model": MODEL, "messages": [{"role": "user", "content": content}]},
+        headers={"x-request-id": "too-long-prompt"},
+    )
+    error = assert_openai_error(response, 400)
+    assert error["code"] == "context_length_exceeded"
+    assert server.usage_line("too-long-prompt")["prompt_tokens"] == 0
 
 
 @pytest.mark.slow

@@ -385,3 +385,59 @@ def test_chat_template_kwargs_cannot_replace_the_template(tokenizer: Any) -> Non
     text, _ = build_chat_prompt(request, tokenizer)
     assert "HACKED" not in text
     assert text.endswith("<|im_start|>assistant\n")
+
+
+class EncodeSpy:
+    """The real tokenizer, counting the characters it is asked to tokenize."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self.encoded_chars = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tokenizer, name)
+
+    def encode(self, text: str, **kwargs: Any) -> list[int]:
+        self.encoded_chars += len(text)
+        return list(self._tokenizer.encode(text, **kwargs))
+
+
+def test_a_chat_prompt_too_long_for_the_context_is_refused_before_tokenizing(
+    tokenizer: Any,
+) -> None:
+    from modelplane.server.errors import ContextLengthExceeded
+    from modelplane.server.prompts import longest_token_chars
+
+    spy = EncodeSpy(tokenizer)
+    longest = longest_token_chars(tokenizer)
+    request = chat(messages=[{"role": "user", "content": "word " * 200_000}])
+    with pytest.raises(ContextLengthExceeded) as raised:
+        build_chat_prompt(request, spy, max_model_len=2048, max_token_chars=longest)
+    assert raised.value.param == "messages"
+    assert spy.encoded_chars == 0
+    _, ids = build_chat_prompt(chat(), spy, max_model_len=2048, max_token_chars=longest)
+    assert ids and spy.encoded_chars > 0
+
+
+def test_bad_chat_template_kwargs_are_named_without_the_renderers_error(tokenizer: Any) -> None:
+    request = chat(chat_template_kwargs={"documents": 5})
+    with pytest.raises(InvalidRequest) as raised:
+        build_chat_prompt(request, tokenizer)
+    assert raised.value.param == "chat_template_kwargs"
+    assert "documents" in raised.value.message
+    assert "not iterable" not in raised.value.message  # Python's words, not the client's
+
+
+def test_a_templates_own_complaint_about_the_messages_is_passed_on() -> None:
+    from jinja2.exceptions import TemplateError
+
+    class StrictTemplate:
+        chat_template = "{{ raise_exception('Conversation roles must alternate') }}"
+
+        def apply_chat_template(self, *args: Any, **kwargs: Any) -> str:
+            raise TemplateError("Conversation roles must alternate")
+
+    with pytest.raises(InvalidRequest) as raised:
+        build_chat_prompt(chat(), StrictTemplate())
+    assert raised.value.param == "messages"
+    assert "Conversation roles must alternate" in raised.value.message

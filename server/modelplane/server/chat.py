@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from modelplane.server.generation import (
     usage,
 )
 from modelplane.server.logprobs import LogprobFormatter, logprob_formatter
+from modelplane.server.prompts import check_length
 from modelplane.server.protocol import ChatCompletionRequest, ChatMessage, TextContentPart
 from modelplane.server.request_record import RequestRecord
 from modelplane.server.sampling import chat_sampling_params, resolve_max_tokens
@@ -26,10 +28,20 @@ from modelplane.server.tools import (
     template_tools,
 )
 
+logger = logging.getLogger(__name__)
+
 # `chat_template_kwargs` may set template variables, never replace the template or the call's
 # own arguments (a client-supplied template is code the operator did not approve).
 RESERVED_TEMPLATE_KWARGS = frozenset(
-    {"chat_template", "conversation", "tools", "add_generation_prompt", "tokenize", "return_dict"}
+    {
+        "chat_template",
+        "conversation",
+        "messages",
+        "tools",
+        "add_generation_prompt",
+        "tokenize",
+        "return_dict",
+    }
 )
 
 
@@ -72,8 +84,17 @@ def template_messages(request: ChatCompletionRequest, chat_template: str) -> lis
     return messages
 
 
-def build_chat_prompt(request: ChatCompletionRequest, tokenizer: Any) -> tuple[str, list[int]]:
-    """Render the chat template (tools included) and tokenize; returns (text, token ids)."""
+def build_chat_prompt(
+    request: ChatCompletionRequest,
+    tokenizer: Any,
+    *,
+    max_model_len: int = 0,
+    max_token_chars: int = 0,
+) -> tuple[str, list[int]]:
+    """Render the chat template (tools included) and tokenize; returns (text, token ids).
+
+    A rendered prompt too long to fit `max_model_len` is refused before it is tokenized.
+    """
     chat_template: str = tokenizer.chat_template or ""
     messages = template_messages(request, chat_template)
     tools = template_tools(request, chat_template, messages)
@@ -90,11 +111,31 @@ def build_chat_prompt(request: ChatCompletionRequest, tokenizer: Any) -> tuple[s
             tokenize=False,
             **template_kwargs,
         )
-    except Exception as error:  # jinja raises TemplateError / TypeError on bad conversations
-        raise InvalidRequest(
-            f"The messages do not fit the model's chat template: {error}", param="messages"
-        ) from error
+    except Exception as error:
+        raise template_error(error, template_kwargs) from error
+    check_length(text, max_model_len, max_token_chars, param="messages")
     return text, tokenizer.encode(text, add_special_tokens=False)
+
+
+def template_error(error: Exception, template_kwargs: dict[str, Any]) -> InvalidRequest:
+    """What a failed render says: the template's own complaint about the conversation (its
+    `raise_exception`), never jinja's or Python's text about how rendering broke."""
+    from jinja2.exceptions import TemplateError
+
+    if type(error) is TemplateError:  # raised by the template itself, about the messages
+        return InvalidRequest(
+            f"The messages do not fit the model's chat template: {error}", param="messages"
+        )
+    logger.info("chat template failed: %s: %s", type(error).__name__, error)
+    if template_kwargs:
+        return InvalidRequest(
+            "The model's chat template cannot be rendered with these chat_template_kwargs "
+            f"({', '.join(sorted(template_kwargs))}); check their names and types.",
+            param="chat_template_kwargs",
+        )
+    return InvalidRequest(
+        "The model's chat template cannot render these messages.", param="messages"
+    )
 
 
 # --- response formatting ----------------------------------------------------------------------
@@ -216,8 +257,12 @@ async def create_chat_completion(
     """Validate, render and submit a chat request; a dict body or an SSE frame iterator."""
     record.use_model(request.model)
     lora_request = engine.resolve_generation_model(request.model)
-    _, prompt_ids = build_chat_prompt(request, engine.tokenizer)
-    record.prompt_tokens = len(prompt_ids)
+    _, prompt_ids = build_chat_prompt(
+        request,
+        engine.tokenizer,
+        max_model_len=engine.max_model_len,
+        max_token_chars=engine.max_token_chars,
+    )
     max_tokens = resolve_max_tokens(
         request.effective_max_tokens,
         len(prompt_ids),
@@ -227,6 +272,8 @@ async def create_chat_completion(
     params = chat_sampling_params(
         request, max_tokens=max_tokens, model_defaults=engine.default_sampling_params
     )
+    record.prompt_tokens = len(prompt_ids)  # accepted: now they count
+    record.prompt_tokens = len(prompt_ids)  # accepted: now they count
     response_id = f"chatcmpl-{record.request_id}"
     created = int(time.time())
     outputs = engine.generate(prompt_ids, params, record.request_id, lora_request)

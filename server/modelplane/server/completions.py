@@ -148,16 +148,26 @@ async def create_completion(
     if request.echo and request.logprobs is not None:
         raise InvalidRequest("echo together with logprobs is not supported", param="echo")
     tokenizer = engine.tokenizer
-    token_lists = token_id_lists(request.prompt, tokenizer, param="prompt")
-    record.prompt_tokens = sum(len(ids) for ids in token_lists)
+    token_lists = token_id_lists(
+        request.prompt,
+        tokenizer,
+        param="prompt",
+        max_model_len=engine.max_model_len,
+        max_token_chars=engine.max_token_chars,
+    )
+    all_params = [
+        completion_sampling_params(
+            request,
+            max_tokens=resolve_max_tokens(
+                request.effective_max_tokens, len(ids), engine.max_model_len, prompt_param="prompt"
+            ),
+            model_defaults=engine.default_sampling_params,
+        )
+        for ids in token_lists
+    ]
+    record.prompt_tokens = sum(len(ids) for ids in token_lists)  # accepted: now they count
     generators = []
-    for prompt_index, ids in enumerate(token_lists):
-        max_tokens = resolve_max_tokens(
-            request.effective_max_tokens, len(ids), engine.max_model_len, prompt_param="prompt"
-        )
-        params = completion_sampling_params(
-            request, max_tokens=max_tokens, model_defaults=engine.default_sampling_params
-        )
+    for prompt_index, (ids, params) in enumerate(zip(token_lists, all_params, strict=True)):
         engine_request_id = (
             record.request_id if len(token_lists) == 1 else f"{record.request_id}-{prompt_index}"
         )

@@ -55,7 +55,13 @@ async def create_embedding(
             "serve an embedding model (vLLM's pooling runner, --runner pooling).",
             param="model",
         )
-    token_lists = token_id_lists(request.input, engine.tokenizer, param="input")
+    token_lists = token_id_lists(
+        request.input,
+        engine.tokenizer,
+        param="input",
+        max_model_len=engine.max_model_len,
+        max_token_chars=engine.max_token_chars,
+    )
     for ids in token_lists:
         if len(ids) > engine.max_model_len:
             raise ContextLengthExceeded(

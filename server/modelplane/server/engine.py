@@ -21,6 +21,7 @@ from modelplane.server.errors import (
     ServiceUnavailable,
     engine_error,
 )
+from modelplane.server.prompts import longest_token_chars
 from modelplane.server.settings import LoRAModule
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class Engine:
         self.is_pooling_model = is_pooling_model
         self.created = int(time.time())
         self.tokenizer: Any = llm.get_tokenizer()
+        # Prompts longer than max_model_len of the longest token are refused untokenized.
+        self.max_token_chars = longest_token_chars(self.tokenizer)
         # Special tokens (EOS...) never appear in the text, so logprobs leave them out too.
         self.special_token_ids: frozenset[int] = frozenset(
             getattr(self.tokenizer, "all_special_ids", ())

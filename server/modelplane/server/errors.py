@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
     from starlette.exceptions import HTTPException
 
+# Error bodies stay small whatever the request held: a field with 10^6 entries is not echoed.
+MAX_MESSAGE_CHARS = 1000
+MAX_PARAM_CHARS = 200
+
 
 class OpenAIError(Exception):
     """Base of every error a client may see. Subclasses fix status, type and code."""
@@ -28,9 +32,10 @@ class OpenAIError(Exception):
     code: str | None = None
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
+        message = shortened(message, MAX_MESSAGE_CHARS)
         super().__init__(message)
         self.message = message
-        self.param = param
+        self.param = None if param is None else shortened(param, MAX_PARAM_CHARS)
 
     def body(self) -> dict[str, Any]:
         return error_body(self.message, self.error_type, param=self.param, code=self.code)
@@ -101,11 +106,18 @@ class RateLimited(OpenAIError):
 
 
 class ServiceUnavailable(OpenAIError):
-    """The engine is loading or the server is draining."""
+    """The engine is loading or the server is draining; `retry_after` says when to try again."""
 
     status_code = 503
     error_type = "service_unavailable"
     code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
 
 class InternalError(OpenAIError):
@@ -128,6 +140,12 @@ class HTTPError(OpenAIError):
 
     def headers(self) -> dict[str, str]:
         return self.extra_headers
+
+
+def shortened(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 30]}... ({len(text) - limit + 30} more characters)"
 
 
 def error_body(

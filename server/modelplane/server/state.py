@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from modelplane.server.engine import Engine
 
 
+# Retry-After on a 503: a loading model takes seconds to minutes; a draining replica's
+# traffic moves to another one at once.
+LOADING_RETRY_AFTER_S = 5
+DRAINING_RETRY_AFTER_S = 1
+
+
 class Phase(enum.Enum):
     LOADING = "loading"
     READY = "ready"
@@ -51,9 +57,14 @@ class ServerState:
     def require_engine(self) -> Engine:
         """The engine, or 503 while loading or draining."""
         if self.phase is Phase.DRAINING:
-            raise ServiceUnavailable("The server is shutting down; retry on another replica.")
+            raise ServiceUnavailable(
+                "The server is shutting down; retry on another replica.",
+                retry_after=DRAINING_RETRY_AFTER_S,
+            )
         if self.engine is None or self.phase is not Phase.READY:
-            raise ServiceUnavailable("The model is still loading; retry shortly.")
+            raise ServiceUnavailable(
+                "The model is still loading; retry shortly.", retry_after=LOADING_RETRY_AFTER_S
+            )
         return self.engine
 
     def request_started(self) -> None:
