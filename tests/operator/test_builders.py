@@ -157,6 +157,17 @@ def test_hf_model_cache_and_token():
     assert not any("token" in a.lower() for a in c["args"])
 
 
+def test_compile_caches_live_on_the_cache_volume_so_restarts_reuse_them():
+    c = container(MINIMAL)
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    mount = next(m["mountPath"] for m in c["volumeMounts"] if m["name"] == "cache")
+    # vLLM keeps torch.compile's artifacts (inductor's and Triton's caches inside) here.
+    assert env["VLLM_CACHE_ROOT"] == f"{mount}/vllm"
+    assert env["CUDA_CACHE_PATH"] == f"{mount}/nv"
+    claimed = deployment({**MINIMAL, "cache": {"size": "20Gi"}})["spec"]["template"]["spec"]
+    assert any("persistentVolumeClaim" in v for v in claimed["volumes"] if v["name"] == "cache")
+
+
 def test_pvc_model_is_mounted_read_only():
     spec = {"model": {"uri": "pvc://weights/qwen3-8b"}}
     assert {

@@ -140,7 +140,12 @@ def build_env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
     env: dict[str, dict[str, Any]] = {
         "HF_HOME": {"value": HF_HOME},
         "HOME": {"value": "/tmp"},  # read-only root filesystem: libraries write under $HOME
+        # vLLM's torch.compile cache (with inductor's and Triton's caches inside it) lives under
+        # VLLM_CACHE_ROOT: on the cache volume, a restart or a new replica on a persistent
+        # cache loads the compiled model instead of compiling it again.
         "VLLM_CACHE_ROOT": {"value": f"{CACHE_DIR}/vllm"},
+        # CUDA's JIT cache of kernels built from PTX (default ~/.nv/ComputeCache, lost in /tmp).
+        "CUDA_CACHE_PATH": {"value": f"{CACHE_DIR}/nv"},
     }
     if spec.model.hf_token_secret_ref is not None:
         ref = spec.model.hf_token_secret_ref
