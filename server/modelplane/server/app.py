@@ -41,7 +41,10 @@ async def run_engine(state: ServerState) -> None:
     started = time.perf_counter()
     try:
         async with open_engine(
-            settings.engine_args, settings.served_model_names, settings.lora_modules
+            settings.engine_args,
+            settings.served_model_names,
+            settings.lora_modules,
+            state.engine_client_config,
         ) as engine:
             state.engine_ready(engine)
             logger.info(

@@ -105,6 +105,13 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
         "node's share of the engine for the leader, no HTTP server (vLLM's --headless).",
     )
     group.add_argument(
+        "--api-server-count",
+        type=int,
+        default=1,
+        help="HTTP front-end processes sharing the port over one engine core (vLLM's flag): "
+        "more when the serving process's CPU, not the engine, caps tokens/s.",
+    )
+    group.add_argument(
         "--drain-timeout",
         type=float,
         default=30.0,
@@ -188,6 +195,8 @@ def build_settings(args: argparse.Namespace) -> ServerSettings:
         raise SystemExit("--ssl-certfile and --ssl-keyfile go together")
     if args.max_concurrent_requests < 0 or args.max_queued_requests < 0:
         raise SystemExit("--max-concurrent-requests and --max-queued-requests must be >= 0")
+    if args.api_server_count < 1:
+        raise SystemExit("--api-server-count must be >= 1")
     for flag in ("rate_limit_requests_per_minute", "rate_limit_tokens_per_minute"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise SystemExit(f"--{flag.replace('_', '-')} must be >= 1")
@@ -213,6 +222,7 @@ def build_settings(args: argparse.Namespace) -> ServerSettings:
         rate_limit_requests_per_minute=args.rate_limit_requests_per_minute,
         rate_limit_tokens_per_minute=args.rate_limit_tokens_per_minute,
         max_request_body_bytes=max_request_body_bytes,
+        api_server_count=args.api_server_count,
     )
 
 
@@ -248,4 +258,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         len(settings.api_keys),
         "" if settings.api_keys else ": open, no authentication",
     )
+    if settings.api_server_count > 1:
+        from modelplane.server.api_servers import run_api_servers
+
+        run_api_servers(settings, args)
+        return
     serve(settings)

@@ -198,8 +198,12 @@ async def open_engine(
     engine_args: AsyncEngineArgs,
     served_model_names: list[str],
     lora_modules: list[LoRAModule],
+    client_config: dict[str, Any] | None = None,
 ) -> AsyncIterator[Engine]:
     """Start vLLM's AsyncLLM in this process, yield the Engine, shut the engine down on exit.
+
+    With `client_config` (one of several front ends, `--api-server-count`) the engine core
+    runs elsewhere: AsyncLLM connects to it as client `client_index` of `client_count`.
 
     Stats stay enabled (unless `--disable-log-stats`): vLLM's PrometheusStatLogger then
     registers its `vllm:*` metrics in prometheus_client's default registry, which `/metrics`
@@ -211,6 +215,12 @@ async def open_engine(
     if lora_modules and not engine_args.enable_lora:
         raise ValueError("--lora-modules needs --enable-lora")
     lora_requests = build_lora_requests(lora_modules)
+    client_addresses = dict(client_config or {})
+    client_count = client_addresses.pop("client_count", 1)
+    client_index = client_addresses.pop("client_index", 0)
+    if client_addresses:
+        engine_args._api_process_count = client_count
+        engine_args._api_process_rank = client_index
     # Loading takes from seconds to minutes: build the engine off the event loop so that
     # /health answers and /ready says 503 (not a timeout) while the model loads.
     vllm_config = await asyncio.to_thread(
@@ -222,6 +232,9 @@ async def open_engine(
         usage_context=UsageContext.OPENAI_API_SERVER,
         enable_log_requests=engine_args.enable_log_requests,
         disable_log_stats=engine_args.disable_log_stats,
+        client_addresses=client_addresses or None,
+        client_count=client_count,
+        client_index=client_index,
     )
     # vLLM reads `vllm.envs.*` through os.environ on every access, and its output processor
     # reads one per generated token (IterationStats): ~14% of this process's CPU at 64

@@ -15,6 +15,7 @@ import socket
 import sys
 import time
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -100,12 +101,22 @@ def uvicorn_config(settings: ServerSettings, app: object) -> uvicorn.Config:
     )
 
 
-def serve(settings: ServerSettings) -> None:
-    """Run the server until drained or the engine fails; exit with 0 after a clean drain."""
+def serve(
+    settings: ServerSettings,
+    *,
+    sock: socket.socket | None = None,
+    client_config: dict[str, Any] | None = None,
+) -> None:
+    """Run the server until drained or the engine fails; exit with 0 after a clean drain.
+
+    One of several front ends (`api_servers.py`) accepts on the shared `sock` and reaches the
+    engine core through vLLM's `client_config`.
+    """
     from modelplane.server.app import build_app
 
     state = init_state(settings)
+    state.engine_client_config = client_config
     app = build_app(settings, state)
     server = DrainingServer(uvicorn_config(settings, app), state)
-    server.run()
+    server.run(sockets=None if sock is None else [sock])
     sys.exit(server.exit_code)

@@ -53,6 +53,8 @@ class ServerSettings:
     rate_limit_requests_per_minute: int | None = None
     rate_limit_tokens_per_minute: int | None = None
     max_request_body_bytes: int = 4 * 2**20  # body_limit.DEFAULT_MAX_REQUEST_BODY_BYTES
+    # Front-end processes over the one engine core (vLLM's --api-server-count).
+    api_server_count: int = 1
 
     @property
     def base_url(self) -> str:

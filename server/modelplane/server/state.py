@@ -6,7 +6,7 @@ import asyncio
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelplane.server.auth import ApiKeyAuth
 from modelplane.server.errors import ServiceUnavailable
@@ -45,6 +45,8 @@ class ServerState:
     # Set by whoever runs the HTTP server: ends the process (used when the engine fails).
     request_exit: Callable[[int], None] | None = None
     stop_engine: asyncio.Event = field(default_factory=asyncio.Event)
+    # One of several front ends (--api-server-count): vLLM's ZMQ addresses of the engine core.
+    engine_client_config: dict[str, Any] | None = None
 
     def engine_ready(self, engine: Engine) -> None:
         self.engine = engine
