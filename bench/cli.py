@@ -9,7 +9,13 @@ import sys
 from collections.abc import Sequence
 
 from bench.config import SYSTEMS, parse_config
-from bench.report import build_results, format_table, plot_chart, write_json
+from bench.report import (
+    build_results,
+    format_ceiling,
+    format_table,
+    merge_json,
+    plot_chart,
+)
 from bench.runner import log, resolve_model, run_interleaved
 
 
@@ -17,6 +23,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = parse_config(argv)
     # SIGTERM (timeout, CI) unwinds like Ctrl-C, so engines, servers and the operator stop too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    json_path = config.output_dir / "latest.json"
+    if config.command == "ceiling":
+        from bench.frontend_ceiling import run_ceiling
+
+        model, served_name = resolve_model(config)
+        ceiling = run_ceiling(model, served_name, config)
+        merge_json(ceiling, json_path)
+        print(format_ceiling(ceiling))
+        return
+    if config.command == "cold-start":
+        from bench.cold_start import run_cold_start
+
+        model, served_name = resolve_model(config)
+        merge_json({"cold_start": run_cold_start(model, served_name)}, json_path)
+        log(f"wrote cold_start into {json_path}")
+        return
     serving = [s for s in config.systems if s in SYSTEMS]
     operator_results = None
     if "operator" in config.systems:
@@ -35,9 +57,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     results = build_results(config, model, served_name, rounds)
     if operator_results is not None:
         results["operator"] = operator_results.as_dict()
-    json_path = config.output_dir / "latest.json"
     png_path = config.output_dir / "latest.png"
-    write_json(results, json_path)
+    # The ceiling and cold-start sections come from their own commands: keep them.
+    merge_json(results, json_path, keep=("frontend_ceiling", "frontend_floor", "cold_start"))
     plot_chart(results, png_path)
     print(format_table(results))
     log(f"wrote {json_path} and {png_path}")

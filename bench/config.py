@@ -26,6 +26,11 @@ class BenchConfig:
     engine_args: list[str] = field(default_factory=list)
     output_dir: Path = DEFAULT_RESULTS_DIR
     operator_deployments: int = 200
+    command: str = "serve"
+    ceiling_processes: list[int] = field(default_factory=lambda: [1, 2])
+    ceiling_streams: list[int] = field(default_factory=lambda: [16, 64, 256])
+    ceiling_seconds: float = 10.0
+    ceiling_tokens: int = 64
 
 
 def _int_list(text: str) -> list[int]:
@@ -72,9 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "command",
         nargs="?",
-        choices=["serve", "operator"],
+        choices=["serve", "operator", "ceiling", "cold-start"],
         default="serve",
-        help="`serve` (default) benchmarks the serving systems; `operator` the operator's scale",
+        help="`serve` (default) benchmarks the serving systems; `operator` the operator's scale; "
+        "`ceiling` the front end over a synthetic engine; `cold-start` time to ready",
     )
     parser.add_argument(
         "--systems",
@@ -137,6 +143,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="where latest.json and latest.png go (default: bench/results)",
     )
     parser.add_argument(
+        "--processes",
+        type=_int_list,
+        default=[1, 2],
+        help="ceiling: front-end process counts (--api-server-count) to measure (default: 1,2)",
+    )
+    parser.add_argument(
+        "--streams",
+        type=_int_list,
+        default=[16, 64, 256],
+        help="ceiling: concurrent streams per measurement (default: 16,64,256)",
+    )
+    parser.add_argument(
+        "--ceiling-seconds",
+        type=float,
+        default=10.0,
+        help="ceiling: measured seconds per point, after 3 s of warm-up (default: 10)",
+    )
+    parser.add_argument(
+        "--ceiling-tokens",
+        type=_positive_int,
+        default=64,
+        help="ceiling: output tokens per request (default: 64)",
+    )
+    parser.add_argument(
         "--operator-deployments",
         type=int,
         default=200,
@@ -165,4 +195,9 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
         engine_args=engine_args,
         output_dir=args.output_dir,
         operator_deployments=args.operator_deployments,
+        command=args.command,
+        ceiling_processes=args.processes,
+        ceiling_streams=args.streams,
+        ceiling_seconds=args.ceiling_seconds,
+        ceiling_tokens=args.ceiling_tokens,
     )

@@ -67,6 +67,39 @@ def write_json(results: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(_finite_or_none(results), indent=2) + "\n")
 
 
+def merge_json(updates: dict[str, Any], path: Path, keep: tuple[str, ...] | None = None) -> None:
+    """Write `updates` into latest.json. With `keep`, the file is replaced by `updates` except
+    for those sections of the old file; without it, only the updated sections change."""
+    old: dict[str, Any] = {}
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            old = {}
+    if keep is None:
+        merged = {**old, **updates}
+    else:
+        merged = {**updates, **{k: old[k] for k in keep if k in old and k not in updates}}
+    write_json(merged, path)
+
+
+def format_ceiling(ceiling: dict[str, Any]) -> str:
+    """The front-end ceiling as Markdown: the AsyncLLM floor, then each process count."""
+    rows = [
+        ["raw AsyncLLM (floor)", str(p["streams"]), _fmt(p["output_tokens_per_s"], 0),
+         _fmt(p["cpu_us_per_token"], 0), "-"]
+        for p in ceiling.get("frontend_floor", [])
+    ]  # fmt: skip
+    rows += [
+        [f"modelplane x{p['processes']}", str(p["streams"]), _fmt(p["output_tokens_per_s"], 0),
+         _fmt(p["serving_cpu_us_per_token"], 0), _fmt(p.get("tokens_per_event"), 2)]
+        for p in ceiling.get("frontend_ceiling", [])
+    ]  # fmt: skip
+    return _markdown(
+        ["front end", "streams", "output tok/s", "CPU us/token", "tokens/SSE event"], rows
+    )
+
+
 def _fmt(value: Any, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"

@@ -70,3 +70,26 @@ def test_bench_operator_scale_reports_children_reconciles_and_rss(tmp_path: Path
     assert report["seconds_to_all_children"] > 0
     assert report["reconciles"] >= 5
     assert report["operator_peak_rss_mib"] > 10
+
+
+def test_bench_ceiling_measures_the_front_end_over_the_synthetic_engine(tmp_path: Path) -> None:
+    (tmp_path / "latest.json").write_text('{"cold_start": {"eager": {"ready_s": 1.0}}}')
+    result = run_bench(
+        [
+            "ceiling", "--processes", "1", "--streams", "4", "--ceiling-seconds", "2",
+            "--ceiling-tokens", "8", "--output-dir", str(tmp_path),
+        ],
+        timeout_s=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-5000:]
+    results = json.loads((tmp_path / "latest.json").read_text())
+    assert results["cold_start"] == {"eager": {"ready_s": 1.0}}  # other sections are kept
+    [point] = results["frontend_ceiling"]
+    assert point["processes"] == 1 and point["streams"] == 4
+    assert point["errors"] == 0
+    assert point["output_tokens_per_s"] > 0
+    assert 0 < point["serving_cpu_us_per_token"] < 1e6
+    assert point["tokens_per_event"] >= 1.0
+    [floor] = results["frontend_floor"]
+    assert floor["streams"] == 4 and floor["output_tokens_per_s"] > 0
+    assert "| modelplane x1 | 4 |" in result.stdout

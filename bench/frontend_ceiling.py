@@ -1,0 +1,312 @@
+"""`python -m bench ceiling`: how many tokens/s the serving front end can stream, engine aside.
+
+The real HTTP stack (modelplane's app under uvicorn: chat template and tokenizer, vLLM's
+output processor and detokenizer, SSE) over `synthetic_engine`, an engine core stand-in that
+is never the bottleneck, driven by `sse_load`'s thin client. For each front-end process count
+(`--api-server-count`, vLLM's mechanism) it reports output tokens/s and the front ends' CPU
+time per token. The floor is the same measured on vLLM's bare `AsyncLLM` in one process
+(chat template, tokenize, `generate`, no HTTP) over the same synthetic engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import psutil
+
+from bench.config import BenchConfig
+from bench.servers import free_port
+from bench.sse_load import LoadCounters, run_streams
+from bench.synthetic_engine import run_synthetic_engine
+
+# The text the synthetic engine "generates", cycled: real words, so detokenizing costs what
+# it costs on real output.
+GENERATED_TEXT = (
+    "The sea is calm tonight. The tide is full, the moon lies fair upon the straits; on the "
+    "French coast the light gleams and is gone; the cliffs of England stand, glimmering and "
+    "vast, out in the tranquil bay. Come to the window, sweet is the night-air! "
+)
+PROMPT = "Write a short poem about the sea."
+
+
+@dataclass
+class CeilingPoint:
+    processes: int
+    streams: int
+    output_tokens_per_s: float
+    serving_cpu_us_per_token: float
+    tokens_per_event: float
+    errors: int
+
+
+def log(message: str) -> None:
+    print(f"[ceiling {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def server_args(model: str, served_name: str, port: int, processes: int) -> argparse.Namespace:
+    from modelplane.server.cli import parse_args
+
+    argv = [
+        "--model", model, "--served-model-name", served_name, "--enforce-eager",
+        "--host", "127.0.0.1", "--port", str(port), "--api-server-count", str(processes),
+        "--max-concurrent-requests", "0",
+    ]  # fmt: skip
+    return parse_args(argv, {})
+
+
+@contextlib.contextmanager
+def synthetic_engine(vllm_config: Any, clients: int, received: Any) -> Iterator[Any]:
+    """Bind `clients` ZMQ listener pairs, start the synthetic engine on them; yield them."""
+    from vllm.v1.engine.utils import bind_engine_zmq_listeners
+
+    tokenizer = _tokenizer(vllm_config)
+    token_ids = tokenizer.encode(GENERATED_TEXT, add_special_tokens=False)
+    listeners = bind_engine_zmq_listeners(vllm_config, clients)
+    spawn = multiprocessing.get_context("spawn")
+    engine = spawn.Process(
+        target=run_synthetic_engine,
+        args=(listeners.addresses.inputs, listeners.addresses.outputs, token_ids, received),
+        name="SyntheticEngine",
+        daemon=True,
+    )
+    engine.start()
+    try:
+        yield listeners
+    finally:
+        engine.terminate()
+        engine.join(5)
+        for listener in (*listeners.inputs, *listeners.outputs):
+            with contextlib.suppress(Exception):
+                listener.cleanup()
+
+
+def _tokenizer(vllm_config: Any) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(vllm_config.model_config.tokenizer)
+
+
+async def measure_window(
+    host: str,
+    port: int,
+    served_name: str,
+    streams: int,
+    max_tokens: int,
+    warmup_s: float,
+    measure_s: float,
+    pids: Sequence[int],
+    received: Any,
+) -> tuple[float, float, float, int]:
+    """(tokens/s, CPU us/token, tokens per event, errors) over the window after the warm-up."""
+    counters = LoadCounters()
+
+    def on_tokens(count: int) -> None:
+        received.value += count
+
+    start = time.perf_counter()
+    stop_at = start + warmup_s + measure_s
+    load = asyncio.ensure_future(
+        run_streams(host, port, served_name, streams, max_tokens, stop_at, counters, on_tokens)
+    )
+    await asyncio.sleep(warmup_s)
+    tokens0, events0, cpu0, t0 = (
+        received.value,
+        counters.content_events,
+        cpu_seconds(pids),
+        time.perf_counter(),
+    )
+    await asyncio.sleep(measure_s)
+    tokens1, cpu1, t1 = received.value, cpu_seconds(pids), time.perf_counter()
+    await load
+    tokens = tokens1 - tokens0
+    events = max(1, counters.content_events - events0)
+    return (
+        tokens / (t1 - t0),
+        (cpu1 - cpu0) * 1e6 / max(1, tokens),
+        counters.completion_tokens / max(1, counters.content_events) if events else 0.0,
+        counters.errors,
+    )
+
+
+def wait_ready(port: int, timeout_s: float = 1200.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2.0).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"front ends not ready after {timeout_s:.0f} s")
+
+
+def measure_modelplane(
+    model: str, served_name: str, processes: int, streams: Sequence[int], options: CeilingOptions
+) -> list[CeilingPoint]:
+    """Start `processes` modelplane front ends over the synthetic engine; one point per level."""
+    from modelplane.server.api_servers import listening_socket, start_api_servers
+    from modelplane.server.cli import build_settings
+
+    port = free_port()
+    args = server_args(model, served_name, port, processes)
+    settings = build_settings(args)
+    vllm_config = settings.engine_args.create_engine_config()
+    spawn = multiprocessing.get_context("spawn")
+    received = spawn.RawValue("q", 0)
+    points = []
+    with synthetic_engine(vllm_config, processes, received) as listeners:
+        sock = listening_socket("127.0.0.1", port)
+        manager = start_api_servers(settings, args, sock, listeners)
+        try:
+            wait_ready(port)
+            pids = [p.pid for p in manager.processes]
+            log(f"{processes} front end(s) ready, pids {' '.join(map(str, pids))}")
+            for level in streams:
+                rate, cpu_us, per_event, errors = asyncio.run(
+                    measure_window("127.0.0.1", port, served_name, level, options.max_tokens,
+                                   options.warmup_s, options.measure_s, pids, received)
+                )  # fmt: skip
+                point = CeilingPoint(processes, level, rate, cpu_us, per_event, errors)
+                log(f"modelplane x{processes}, {level} streams: {rate:.0f} tok/s, "
+                    f"{cpu_us:.0f} us CPU/token, {per_event:.2f} tokens/event, {errors} errors")  # fmt: skip
+                points.append(point)
+        finally:
+            manager.shutdown(timeout=10)
+            sock.close()
+    return points
+
+
+def raw_floor_process(
+    model: str,
+    client_config: dict[str, Any],
+    streams: int,
+    options: CeilingOptions,
+    received: Any,
+    result: Any,
+) -> None:
+    """AsyncLLM in one process over the synthetic engine: the front end minus HTTP."""
+    import uvloop
+
+    from bench.raw_engine import parse_engine_args, sampling_params
+
+    async def main() -> tuple[float, float]:
+        from vllm.usage.usage_lib import UsageContext
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        engine_args = parse_engine_args(model, "raw", ["--enforce-eager"])
+        vllm_config = engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
+        llm = AsyncLLM.from_vllm_config(
+            vllm_config=vllm_config, client_addresses=client_config, client_count=1, client_index=0,
+            disable_log_stats=False,
+        )  # fmt: skip
+        tokenizer = llm.get_tokenizer()
+        params = sampling_params(options.max_tokens)
+        messages = [{"role": "user", "content": PROMPT}]
+        stop_at = time.perf_counter() + options.warmup_s + options.measure_s
+        ids = iter(range(10**9))
+
+        async def stream_loop() -> None:
+            while time.perf_counter() < stop_at:
+                text = tokenizer.apply_chat_template(
+                    messages, tokenize=False, add_generation_prompt=True
+                )
+                prompt = {"prompt_token_ids": tokenizer.encode(text, add_special_tokens=False)}
+                async for output in llm.generate(prompt, params, f"raw-{next(ids)}"):
+                    received.value += len(output.outputs[0].token_ids)
+
+        load = asyncio.gather(*(stream_loop() for _ in range(streams)))
+        await asyncio.sleep(options.warmup_s)
+        me = psutil.Process()
+        tokens0, cpu0, t0 = received.value, sum(me.cpu_times()[:2]), time.perf_counter()
+        await asyncio.sleep(options.measure_s)
+        tokens1, cpu1, t1 = received.value, sum(me.cpu_times()[:2]), time.perf_counter()
+        await load
+        llm.shutdown()
+        tokens = max(1, tokens1 - tokens0)
+        return tokens / (t1 - t0), (cpu1 - cpu0) * 1e6 / tokens
+
+    result.send(uvloop.run(main()))
+
+
+def measure_raw(model: str, streams: Sequence[int], options: CeilingOptions) -> list[CeilingPoint]:
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    vllm_config = AsyncEngineArgs(model=model, enforce_eager=True).create_engine_config()
+    spawn = multiprocessing.get_context("spawn")
+    points = []
+    for level in streams:
+        received = spawn.RawValue("q", 0)
+        with synthetic_engine(vllm_config, 1, received) as listeners:
+            client_config = {
+                "input_address": listeners.inputs[0].address,
+                "output_address": listeners.outputs[0].address,
+                "input_listener": listeners.inputs[0].socket,
+                "output_listener": listeners.outputs[0].socket,
+            }
+            parent_end, child_end = spawn.Pipe(duplex=False)
+            proc = spawn.Process(
+                target=raw_floor_process,
+                args=(model, client_config, level, options, received, child_end),
+                name="RawFloor",
+            )
+            proc.start()
+            rate, cpu_us = parent_end.recv()
+            proc.join(30)
+        log(f"raw AsyncLLM, {level} streams: {rate:.0f} tok/s, {cpu_us:.0f} us CPU/token")
+        points.append(CeilingPoint(0, level, rate, cpu_us, 1.0, 0))
+    return points
+
+
+@dataclass(frozen=True)
+class CeilingOptions:
+    max_tokens: int = 64
+    warmup_s: float = 3.0
+    measure_s: float = 10.0
+    floor: bool = True
+
+
+def run_ceiling(model: str, served_name: str, config: BenchConfig) -> dict[str, Any]:
+    """`frontend_ceiling` (and the `frontend_floor` it is compared with) for latest.json."""
+    options = CeilingOptions(max_tokens=config.ceiling_tokens, measure_s=config.ceiling_seconds)
+    floor = measure_raw(model, config.ceiling_streams, options)
+    points = [
+        point
+        for count in config.ceiling_processes
+        for point in measure_modelplane(model, served_name, count, config.ceiling_streams, options)
+    ]
+    return {
+        "frontend_ceiling": [
+            {
+                "processes": p.processes,
+                "streams": p.streams,
+                "output_tokens_per_s": p.output_tokens_per_s,
+                "serving_cpu_us_per_token": p.serving_cpu_us_per_token,
+                "tokens_per_event": p.tokens_per_event,
+                "errors": p.errors,
+            }
+            for p in points
+        ],
+        "frontend_floor": [
+            {
+                "streams": p.streams,
+                "output_tokens_per_s": p.output_tokens_per_s,
+                "cpu_us_per_token": p.serving_cpu_us_per_token,
+            }
+            for p in floor
+        ],
+    }

@@ -1,0 +1,119 @@
+"""A deliberately thin streaming-chat load client: raw HTTP/1.1 over asyncio, no JSON parsing.
+
+The front-end ceiling harness needs a client far cheaper per token than the server it
+measures (the `openai` SDK parses every chunk into pydantic objects), because both share
+this machine's cores. It counts content events by a byte pattern and reads the usage chunk's
+`completion_tokens` at the end of each stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+
+CONTENT_EVENT = b'"delta":{"content":'
+DONE_EVENT = b"data: [DONE]\n\n"
+LAST_CHUNK = b"0\r\n\r\n"
+COMPLETION_TOKENS = re.compile(rb'"completion_tokens":(\d+)')
+
+
+@dataclass
+class LoadCounters:
+    content_events: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
+    errors: int = 0
+
+
+def chat_request(host: str, port: int, model: str, prompt: str, max_tokens: int) -> bytes:
+    body = orjson.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_tokens,
+            "temperature": 0.0,
+            "ignore_eos": True,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    )
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def stream_once(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    request: bytes,
+    counters: LoadCounters,
+    on_tokens: Callable[[int], None],
+) -> None:
+    """One streamed chat completion on a kept-alive connection, read to its last chunk."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+    tail = b""
+    events = 0
+    usage: int | None = None
+    done = False
+    while True:
+        data = await reader.read(65536)
+        if not data:
+            raise ConnectionError("the server closed the stream")
+        window = tail + data
+        new = window.count(CONTENT_EVENT) - tail.count(CONTENT_EVENT)
+        if new:
+            events += new
+            on_tokens(new)
+        if not done and DONE_EVENT in window:
+            done = True
+            found = COMPLETION_TOKENS.findall(window)
+            usage = int(found[-1]) if found else None
+        if done and window.endswith(LAST_CHUNK):
+            break
+        tail = window[-2048:]
+    counters.content_events += events
+    counters.requests += 1
+    if usage is not None:
+        counters.completion_tokens += usage
+        if usage > events:  # tokens merged into one event still reach the pacing counter
+            on_tokens(usage - events)
+
+
+async def run_streams(
+    host: str,
+    port: int,
+    model: str,
+    streams: int,
+    max_tokens: int,
+    stop_at: float,
+    counters: LoadCounters,
+    on_tokens: Callable[[int], None],
+    prompts: tuple[str, ...] = ("Write a short poem about the sea.",),
+) -> None:
+    """`streams` connections, each sending one request after another until `stop_at`."""
+
+    async def stream_loop(index: int) -> None:
+        request = chat_request(host, port, model, prompts[index % len(prompts)], max_tokens)
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while time.perf_counter() < stop_at:
+                try:
+                    await stream_once(reader, writer, request, counters, on_tokens)
+                except (RuntimeError, ConnectionError, asyncio.IncompleteReadError):
+                    counters.errors += 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(stream_loop(i) for i in range(streams)))
