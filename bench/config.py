@@ -67,6 +67,15 @@ def default_engine_args() -> list[str]:
     return [] if shutil.which("nvidia-smi") else ["--enforce-eager"]
 
 
+def bundled_model_engine_args(engine_args: list[str]) -> list[str]:
+    """Every system serves the bundled model in the dtype modelplane-server gives it."""
+    if any(arg == "--dtype" or arg.startswith("--dtype=") for arg in engine_args):
+        return engine_args
+    from modelplane.server.default_model import CHECKPOINT_DTYPE
+
+    return [*engine_args, "--dtype", CHECKPOINT_DTYPE]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -183,6 +192,8 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
     engine_args = args.engine_arg if args.engine_arg is not None else default_engine_args()
     # `--engine-arg "--max-model-len 2048"` is one flag with its value: split on whitespace.
     engine_args = [part for arg in engine_args for part in arg.split()]
+    if args.model is None:
+        engine_args = bundled_model_engine_args(engine_args)
     return BenchConfig(
         systems=systems,
         concurrency=args.concurrency,

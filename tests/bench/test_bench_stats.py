@@ -204,8 +204,16 @@ def test_flags_parse_into_the_config() -> None:
     assert config.concurrency == [1, 2]
     assert config.requests_per_level == 3
     assert config.max_tokens == 8
-    assert config.engine_args == ["--enforce-eager", "--max-model-len", "512"]
+    assert config.engine_args == [
+        "--enforce-eager", "--max-model-len", "512", "--dtype", "float32"
+    ]  # fmt: skip
     assert parse_config(["operator"]).systems == ["operator"]
+
+
+def test_every_system_serves_the_bundled_model_in_modelplanes_dtype() -> None:
+    assert parse_config(["--engine-arg=--dtype bfloat16"]).engine_args == ["--dtype", "bfloat16"]
+    own_model = parse_config(["--model", "/m", "--engine-arg=--enforce-eager"])
+    assert own_model.engine_args == ["--enforce-eager"]
 
 
 @pytest.mark.parametrize(
@@ -259,7 +267,7 @@ def test_results_json_has_the_issue_keys_and_modelplane_ratios(tmp_path: Path) -
     assert loaded["ratios"]["modelplane_vs_vllm"]["1"]["output_tokens_per_s"] == 0.5
     assert loaded["ratios"]["modelplane_vs_vllm"]["1"]["output_tokens_per_s_iqr"] == [0.5, 0.5]
     assert loaded["setup"]["rounds"] == 5
-    assert loaded["setup"]["engine_args"] == ["--enforce-eager"]
+    assert loaded["setup"]["engine_args"] == ["--enforce-eager", "--dtype", "float32"]
 
 
 def test_nan_is_written_as_null_so_the_file_is_strict_json(tmp_path: Path) -> None:

