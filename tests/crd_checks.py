@@ -44,3 +44,14 @@ def cel_failures(schema: dict[str, Any], value: Any) -> list[str]:
 
     visit(schema, value)
     return failures
+
+
+def strict(schema: Any) -> Any:
+    """Reject unknown fields, like the API server's strict field validation."""
+    if isinstance(schema, dict):
+        schema = {k: strict(v) for k, v in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema:
+            schema["additionalProperties"] = False
+    elif isinstance(schema, list):
+        schema = [strict(v) for v in schema]
+    return schema

@@ -21,7 +21,7 @@ from modelplane.operator.resources.inferencepool import build_inference_pool
 from modelplane.operator.resources.pdb import build_pdb
 from modelplane.operator.resources.service import build_service
 from modelplane.operator.spec import SpecError, parse_spec
-from tests.crd_checks import apply_defaults, cel_failures
+from tests.crd_checks import apply_defaults, cel_failures, strict
 
 LWS_CRD = Path(__file__).parent / "schemas" / "leaderworkerset.x-k8s.io_leaderworkersets.yaml"
 REPO = Path(__file__).resolve().parents[2]
@@ -328,17 +328,6 @@ def test_pdb_covers_every_pod_of_every_group():
 
 
 # --- the upstream LWS CRD schema ------------------------------------------------------------
-
-
-def strict(schema: Any) -> Any:
-    """Reject unknown fields, like the API server's strict field validation."""
-    if isinstance(schema, dict):
-        schema = {k: strict(v) for k, v in schema.items()}
-        if "properties" in schema and "additionalProperties" not in schema:
-            schema["additionalProperties"] = False
-    elif isinstance(schema, list):
-        schema = [strict(v) for v in schema]
-    return schema
 
 
 @pytest.fixture(scope="module")

@@ -32,21 +32,10 @@ POOL_SCHEMA = vendored("inference.networking.k8s.io_inferencepools.yaml")
 ROUTE_SCHEMA = vendored("gateway.networking.k8s.io_httproutes.yaml")
 
 
-def strict(schema: Any) -> Any:
-    """Reject unknown fields, like kubernetes-validate's strict mode."""
-    if isinstance(schema, dict):
-        schema = {k: strict(v) for k, v in schema.items()}
-        if "properties" in schema and "additionalProperties" not in schema:
-            schema["additionalProperties"] = False
-    elif isinstance(schema, list):
-        schema = [strict(v) for v in schema]
-    return schema
-
-
 def check(schema: dict[str, Any], obj: dict[str, Any]) -> None:
     """What the API server does: default, validate the structure, then evaluate the CEL rules."""
     defaulted = crd_checks.apply_defaults(schema, copy.deepcopy(obj))
-    jsonschema.Draft4Validator(strict(schema)).validate(defaulted)
+    jsonschema.Draft4Validator(crd_checks.strict(schema)).validate(defaulted)
     assert crd_checks.cel_failures(schema, defaulted) == []
 
 

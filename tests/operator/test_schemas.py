@@ -14,7 +14,7 @@ from modelplane.operator import crd
 from modelplane.operator.resources import Owner, plan_children
 from modelplane.operator.spec import CROSS_FIELD_RULES, SpecError, parse_spec
 from tests import crd_checks
-from tests.crd_checks import apply_defaults
+from tests.crd_checks import apply_defaults, strict
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "modelplane.io_modeldeployments.yaml"
@@ -132,17 +132,6 @@ def test_every_builtin_child_validates_against_the_kubernetes_schema(version):
     }
     for child in builtin:
         kubernetes_validate.validate(child, version, strict=True)
-
-
-def strict(schema: Any) -> Any:
-    """Reject unknown fields, like kubernetes-validate's strict mode."""
-    if isinstance(schema, dict):
-        schema = {k: strict(v) for k, v in schema.items()}
-        if "properties" in schema and "additionalProperties" not in schema:
-            schema["additionalProperties"] = False
-    elif isinstance(schema, list):
-        schema = [strict(v) for v in schema]
-    return schema
 
 
 def test_scaled_object_validates_against_the_keda_crd_schema():
