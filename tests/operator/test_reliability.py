@@ -27,6 +27,7 @@ from tests.operator.operator_process import (
 pytestmark = pytest.mark.slow
 
 EVENTS = f"/api/v1/namespaces/{NS}/events"
+JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
 MODEL = {"uri": "hf://Qwen/Qwen3-8B"}
 
 
@@ -211,3 +212,35 @@ def test_a_conflict_on_create_is_not_called_vanished(
     )
     assert "vanished" not in failed["message"]
     assert "Service" in failed["message"] and "409" in failed["message"]
+
+
+def test_a_fetch_job_it_does_not_own_is_never_deleted(
+    emulator: Emulator, operator: Operator
+) -> None:
+    """Without a cache there is no fetch Job to keep: a Job of that name that is not ours stays."""
+    cluster = Cluster(emulator)
+    foreign = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "llama-fetch", "namespace": NS},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "backup", "image": "busybox:1.36"}],
+                }
+            }
+        },
+    }
+    created = cluster.http.post(JOBS, json=foreign)
+    assert created.status_code in (200, 201), created.text
+    operator.start()
+    cluster.create_md("llama", {"model": MODEL})
+
+    wait_for(
+        lambda: cluster.get(f"{DEPLOYMENTS}/llama"),
+        timeout=60,
+        what="the ModelDeployment's Deployment (a reconcile has run)",
+    )
+    time.sleep(2.0)  # later reconciles, too
+    assert cluster.get(f"{JOBS}/llama-fetch") is not None

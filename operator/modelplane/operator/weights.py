@@ -139,7 +139,7 @@ def sync_weights(
     """Bring the fetch Job to the spec and report; the only API calls of the weights feature."""
     name = fetch_job_name(owner)
     if not needs_fetch(spec):
-        kube.delete(ChildRef("batch/v1", "Job", name), owner.namespace)
+        kube.delete(ChildRef("batch/v1", "Job", name), owner.namespace, owner_uid=owner.uid)
         fit = gpu_fit_condition(spec, None)
         return WeightsOutcome(conditions=[fit])
     desired = build_fetch_job(owner, spec, default_image=default_image)
@@ -148,7 +148,7 @@ def sync_weights(
         spec
     ):
         # A Job's pod template is immutable: a new source means a new Job of the same name.
-        kube.delete(ChildRef("batch/v1", "Job", name), owner.namespace)
+        kube.delete(ChildRef("batch/v1", "Job", name), owner.namespace, owner_uid=owner.uid)
         job = None
     if job is None:
         job = kube.create(desired)
