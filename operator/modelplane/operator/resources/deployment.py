@@ -24,6 +24,28 @@ STARTUP_FAILURE_THRESHOLD = 360
 PROGRESS_DEADLINE_SECONDS = STARTUP_PERIOD_SECONDS * STARTUP_FAILURE_THRESHOLD
 
 
+def pod_security_context() -> dict[str, Any]:
+    """Every modelplane pod (server and fetch Job) runs as the image's non-root user."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    """The Pod Security Standards' restricted profile, with a read-only root filesystem."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def build_deployment(
     owner: Owner, spec: ModelDeploymentSpec, *, default_image: str
 ) -> dict[str, Any]:
@@ -55,13 +77,7 @@ def build_pod_template(
         **spec.pod_annotations,
     }
     pod: dict[str, Any] = {
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "fsGroup": RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security_context(),
         "terminationGracePeriodSeconds": engine_args.TERMINATION_GRACE_SECONDS,
         "enableServiceLinks": False,
         # The server never calls the Kubernetes API: no token in the pod to leak.
@@ -110,13 +126,7 @@ def build_container(
         "readinessProbe": _probe(contract.READY_PATH, 5, 3),
         "livenessProbe": _probe(contract.HEALTH_PATH, 15, 4),
         "lifecycle": {"preStop": {"sleep": {"seconds": engine_args.PRE_STOP_SLEEP_SECONDS}}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": container_security_context(),
     }
     if spec.image_pull_policy:
         container["imagePullPolicy"] = spec.image_pull_policy

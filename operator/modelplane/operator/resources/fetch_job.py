@@ -14,8 +14,9 @@ from modelplane.operator.fetch_sources import fetch_sources, source_hash
 from modelplane.operator.resources.deployment import (
     CACHE_DIR,
     HF_HOME,
-    RUN_AS,
     build_volumes,
+    container_security_context,
+    pod_security_context,
 )
 from modelplane.operator.resources.meta import Owner, child, labels
 from modelplane.operator.spec import ModelDeploymentSpec
@@ -61,13 +62,7 @@ def build_fetch_job(
         "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
         # If the command dies before writing its summary, the log tail explains why.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": container_security_context(),
     }
     if spec.image_pull_policy:
         container["imagePullPolicy"] = spec.image_pull_policy
@@ -78,13 +73,7 @@ def build_fetch_job(
             "metadata": {"labels": pod_labels},
             "spec": {
                 "restartPolicy": "Never",
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": RUN_AS,
-                    "runAsGroup": RUN_AS,
-                    "fsGroup": RUN_AS,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
+                "securityContext": pod_security_context(),
                 "enableServiceLinks": False,
                 "automountServiceAccountToken": False,
                 "containers": [container],
