@@ -12,9 +12,8 @@ import json
 import uuid
 from typing import Any
 
-from tests.operator.operator_process import NS, Cluster
+from tests.operator.operator_process import JOBS, NS, Cluster
 
-JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
 PODS = f"/api/v1/namespaces/{NS}/pods"
 
 

@@ -7,17 +7,24 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
-from tests.operator.kube_emulator import Emulator
+from tests.operator.kube_emulator import Emulator, start_emulator
 
 NS = "default"
 MD_PATH = f"/apis/modelplane.io/v1alpha1/namespaces/{NS}/modeldeployments"
 DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NS}/deployments"
+SERVICES = f"/api/v1/namespaces/{NS}/services"
+HPAS = f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers"
+SCALED_OBJECTS = f"/apis/keda.sh/v1alpha1/namespaces/{NS}/scaledobjects"
+EVENTS = f"/api/v1/namespaces/{NS}/events"
+JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 MERGE = {"Content-Type": "application/merge-patch+json"}
 IMAGE = "registry.example/modelplane-server:test"
 T = TypeVar("T")
@@ -126,3 +133,38 @@ class OperatorProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+
+    def stop_and_report(self) -> None:
+        """Stop; after an exit other than a clean one or SIGTERM's, the log's tail goes to stderr."""
+        if self.stop() not in (0, -15):
+            sys.stderr.write(self.log()[-5000:])
+
+
+class OperatedCluster(Cluster):
+    """The cluster and the one operator process reconciling in it."""
+
+    def __init__(self, emulator: Emulator, operator: OperatorProcess) -> None:
+        super().__init__(emulator)
+        self.operator = operator
+
+
+@contextmanager
+def operated_cluster(
+    logs: Path, *flags: str, namespaces: Sequence[str] = (NS,)
+) -> Iterator[OperatedCluster]:
+    """An emulator and one operator (no leader election), yielded once it reconciles.
+
+    Ready means a first ModelDeployment, `warmup`, got its Deployment: the tests' own waits
+    then measure the operator's reactions, not its start-up.
+    """
+    with start_emulator(namespaces=list(namespaces), kubeconfig_dir=logs) as emulator:
+        operator = OperatorProcess(emulator, logs / "operator.log", "--no-leader-elect", *flags)
+        try:
+            cluster = OperatedCluster(emulator, operator)
+            cluster.create_md(
+                "warmup", {"model": {"uri": "hf://HuggingFaceTB/SmolLM2-135M-Instruct"}}
+            )
+            cluster.wait_get(f"{DEPLOYMENTS}/warmup", timeout=60)
+            yield cluster
+        finally:
+            operator.stop_and_report()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,43 +11,28 @@ import httpx
 import pytest
 
 from tests.operator.fetch_job_controller import complete_fetch_job, fetch_summary
-from tests.operator.kube_emulator import start_emulator
 from tests.operator.operator_process import (
     DEPLOYMENTS,
+    EVENTS,
+    HPAS,
     IMAGE,
     MD_PATH,
     NS,
+    SCALED_OBJECTS,
+    SERVICES,
     Cluster,
-    OperatorProcess,
+    OperatedCluster,
+    operated_cluster,
     wait_for,
 )
 
 pytestmark = pytest.mark.slow
 
-SERVICES = f"/api/v1/namespaces/{NS}/services"
-HPAS = f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers"
-SCALED_OBJECTS = f"/apis/keda.sh/v1alpha1/namespaces/{NS}/scaledobjects"
-EVENTS = f"/api/v1/namespaces/{NS}/events"
-
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    logs = tmp_path_factory.mktemp("operator")
-    with start_emulator(namespaces=[NS], kubeconfig_dir=logs) as emulator:
-        operator = OperatorProcess(emulator, logs / "operator.log", "--no-leader-elect")
-        try:
-            cluster = Cluster(emulator)
-            cluster.liveness_url = operator.liveness_url  # type: ignore[attr-defined]
-            cluster.metrics_url = operator.metrics_url  # type: ignore[attr-defined]
-            # Ready when it reconciles: a first ModelDeployment gets its Deployment.
-            cluster.create_md(
-                "warmup", {"model": {"uri": "hf://HuggingFaceTB/SmolLM2-135M-Instruct"}}
-            )
-            cluster.wait_get(f"{DEPLOYMENTS}/warmup", timeout=60)
-            yield cluster
-        finally:
-            if operator.stop() not in (0, -15):
-                sys.stderr.write(operator.log()[-5000:])
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatedCluster]:
+    with operated_cluster(tmp_path_factory.mktemp("operator")) as cluster:
+        yield cluster
 
 
 def container_of(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -401,9 +385,9 @@ def test_available_deployment_makes_the_model_deployment_ready(cluster: Cluster)
     wait_for(lambda: cluster.md("smollm2")["status"]["phase"] == "Degraded", what="phase Degraded")
 
 
-def test_liveness_and_metrics_endpoints(cluster: Cluster) -> None:
-    assert httpx.get(cluster.liveness_url, timeout=5).status_code == 200  # type: ignore[attr-defined]
-    text = httpx.get(cluster.metrics_url, timeout=5).text  # type: ignore[attr-defined]
+def test_liveness_and_metrics_endpoints(cluster: OperatedCluster) -> None:
+    assert httpx.get(cluster.operator.liveness_url, timeout=5).status_code == 200
+    text = httpx.get(cluster.operator.metrics_url, timeout=5).text
     assert "modelplane_operator_reconciles_total" in text
     assert "modelplane_operator_reconcile_duration_seconds_bucket" in text
 

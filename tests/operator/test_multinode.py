@@ -7,30 +7,29 @@ no LWS controller: the tests write the LeaderWorkerSet status it would report.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from modelplane.operator.resources import leaderworkerset as lws
-from tests.operator.kube_emulator import crd_object, start_emulator
+from tests.operator.kube_emulator import crd_object
 from tests.operator.operator_process import (
+    CRDS,
     DEPLOYMENTS,
+    EVENTS,
+    HPAS,
     MD_PATH,
     NS,
+    SERVICES,
     Cluster,
-    OperatorProcess,
+    operated_cluster,
     wait_for,
 )
 
 pytestmark = pytest.mark.slow
 
 LWS_PATH = f"/apis/leaderworkerset.x-k8s.io/v1/namespaces/{NS}/leaderworkersets"
-SERVICES = f"/api/v1/namespaces/{NS}/services"
-HPAS = f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers"
-EVENTS = f"/api/v1/namespaces/{NS}/events"
-CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 TWO_NODES: dict[str, Any] = {
     "model": {"uri": "hf://meta-llama/Llama-3.1-405B-Instruct"},
     "engine": {"tensorParallelSize": 8, "pipelineParallelSize": 2},
@@ -40,19 +39,8 @@ TWO_NODES: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    logs = tmp_path_factory.mktemp("operator-multinode")
-    with start_emulator(namespaces=[NS], kubeconfig_dir=logs) as emulator:
-        operator = OperatorProcess(emulator, logs / "operator.log", "--no-leader-elect")
-        try:
-            cluster = Cluster(emulator)
-            cluster.create_md(
-                "warmup", {"model": {"uri": "hf://HuggingFaceTB/SmolLM2-135M-Instruct"}}
-            )
-            cluster.wait_get(f"{DEPLOYMENTS}/warmup", timeout=60)
-            yield cluster
-        finally:
-            if operator.stop() not in (0, -15):
-                sys.stderr.write(operator.log()[-5000:])
+    with operated_cluster(tmp_path_factory.mktemp("operator-multinode")) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ The emulator counts every write request (`emulator.writes`), answers injected er
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,8 @@ import pytest
 from tests.operator.kube_emulator import Emulator, start_emulator
 from tests.operator.operator_process import (
     DEPLOYMENTS,
+    EVENTS,
+    JOBS,
     NS,
     Cluster,
     OperatorProcess,
@@ -26,8 +27,6 @@ from tests.operator.operator_process import (
 
 pytestmark = pytest.mark.slow
 
-EVENTS = f"/api/v1/namespaces/{NS}/events"
-JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
 MODEL = {"uri": "hf://Qwen/Qwen3-8B"}
 
 
@@ -51,8 +50,8 @@ class Operator:
         return self.process
 
     def stop(self) -> None:
-        if self.process is not None and self.process.stop() not in (0, -15):
-            sys.stderr.write(self.process.log()[-5000:])
+        if self.process is not None:
+            self.process.stop_and_report()
         self.process = None
 
 

@@ -8,7 +8,6 @@ means a CustomResourceDefinition object exists, which is all the operator looks 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,55 +15,48 @@ import httpx
 import openai
 import pytest
 
-from tests.operator.kube_emulator import start_emulator
 from tests.operator.operator_process import (
+    CRDS,
     DEPLOYMENTS,
+    EVENTS,
     MD_PATH,
     NS,
+    SCALED_OBJECTS,
+    SERVICES,
     Cluster,
-    OperatorProcess,
     free_port,
+    operated_cluster,
     wait_for,
 )
 
 pytestmark = pytest.mark.slow
 
 GATEWAY_NS = "gateway-system"
-SERVICES = f"/api/v1/namespaces/{NS}/services"
 CONFIG_MAPS = f"/api/v1/namespaces/{NS}/configmaps"
 ACCOUNTS = f"/api/v1/namespaces/{NS}/serviceaccounts"
 BINDINGS = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/rolebindings"
 POOLS = f"/apis/inference.networking.k8s.io/v1/namespaces/{NS}/inferencepools"
 ROUTES = f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/httproutes"
-SCALED_OBJECTS = f"/apis/keda.sh/v1alpha1/namespaces/{NS}/scaledobjects"
 GATEWAYS = f"/apis/gateway.networking.k8s.io/v1/namespaces/{GATEWAY_NS}/gateways"
-CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-EVENTS = f"/api/v1/namespaces/{NS}/events"
 GATEWAY_REF = {"name": "inference-gateway", "namespace": GATEWAY_NS}
 MODEL = {"uri": "hf://Qwen/Qwen3-8B"}
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    logs = tmp_path_factory.mktemp("operator-routing")
-    with start_emulator(namespaces=[NS, GATEWAY_NS], kubeconfig_dir=logs) as emulator:
-        models_port = free_port()
-        operator = OperatorProcess(
-            emulator,
-            logs / "operator.log",
-            "--no-leader-elect",
-            f"--default-gateway={GATEWAY_NS}/inference-gateway",
-            f"--models-port={models_port}",
-        )
-        try:
-            cluster = Cluster(emulator)
-            cluster.models_url = f"http://127.0.0.1:{models_port}/v1/models"  # type: ignore[attr-defined]
-            cluster.create_md("warmup", {"model": MODEL})
-            cluster.wait_get(f"{DEPLOYMENTS}/warmup", timeout=60)
-            yield cluster
-        finally:
-            if operator.stop() not in (0, -15):
-                sys.stderr.write(operator.log()[-5000:])
+def models_port() -> int:
+    """Where the operator serves GET /v1/models (a gateway routes /v1/models to it)."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, models_port: int) -> Iterator[Cluster]:
+    with operated_cluster(
+        tmp_path_factory.mktemp("operator-routing"),
+        f"--default-gateway={GATEWAY_NS}/inference-gateway",
+        f"--models-port={models_port}",
+        namespaces=[NS, GATEWAY_NS],
+    ) as cluster:
+        yield cluster
 
 
 @pytest.fixture
@@ -202,7 +194,7 @@ def test_scale_to_zero_is_accepted_only_with_routing(crds: Cluster) -> None:
              what="SpecValid=True")  # fmt: skip
 
 
-def test_routed_follows_the_pool_status_and_the_picker(crds: Cluster) -> None:
+def test_routed_follows_the_pool_status_and_the_picker(crds: Cluster, models_port: int) -> None:
     cluster = crds
     gateway = {
         "apiVersion": "gateway.networking.k8s.io/v1",
@@ -248,7 +240,7 @@ def test_routed_follows_the_pool_status_and_the_picker(crds: Cluster) -> None:
         {"status": {"observedGeneration": server["metadata"]["generation"], "replicas": 1,
                     "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}},
     )  # fmt: skip
-    models_url = cluster.models_url  # type: ignore[attr-defined]
+    models_url = f"http://127.0.0.1:{models_port}/v1/models"
     client = openai.OpenAI(base_url=models_url.removesuffix("/models"), api_key="x", max_retries=0)
 
     def listed() -> list[str]:

@@ -8,7 +8,6 @@ no Job controller: tests/operator/fetch_job_controller.py finishes Jobs as Kuber
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,19 +16,14 @@ from typing import Any
 import pytest
 
 from modelplane.operator.resources.fetch_job import SOURCE_HASH_LABEL, SUMMARY_ANNOTATION
-from tests.operator.fetch_job_controller import (
-    JOBS,
-    complete_fetch_job,
-    fail_fetch_job,
-    fetch_summary,
-)
-from tests.operator.kube_emulator import start_emulator
+from tests.operator.fetch_job_controller import complete_fetch_job, fail_fetch_job, fetch_summary
 from tests.operator.operator_process import (
     DEPLOYMENTS,
+    JOBS,
     MD_PATH,
     NS,
     Cluster,
-    OperatorProcess,
+    operated_cluster,
     wait_for,
 )
 
@@ -43,14 +37,8 @@ H100 = {"gpu": {"product": "NVIDIA-H100-80GB-HBM3"}}
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    logs = tmp_path_factory.mktemp("operator")
-    with start_emulator(namespaces=[NS], kubeconfig_dir=logs) as emulator:
-        operator = OperatorProcess(emulator, logs / "operator.log", "--no-leader-elect")
-        try:
-            yield Cluster(emulator)
-        finally:
-            if operator.stop() not in (0, -15):
-                sys.stderr.write(operator.log()[-5000:])
+    with operated_cluster(tmp_path_factory.mktemp("operator")) as cluster:
+        yield cluster
 
 
 def conditions(cluster: Cluster, name: str) -> dict[str, dict[str, Any]]:
