@@ -17,12 +17,9 @@ from tests.operator.operator_process import JOBS, NS, Cluster
 PODS = f"/api/v1/namespaces/{NS}/pods"
 
 
-def finish_fetch_job(
-    cluster: Cluster, md_name: str, message: dict[str, Any], condition: str
-) -> None:
-    job_name = f"{md_name}-fetch"
-    job = cluster.wait_get(f"{JOBS}/{job_name}")
-    pod = {
+def fetch_pod(job: dict[str, Any], phase: str, state: dict[str, Any]) -> dict[str, Any]:
+    job_name = job["metadata"]["name"]
+    return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -31,27 +28,53 @@ def finish_fetch_job(
             "labels": {"batch.kubernetes.io/job-name": job_name},
         },
         "spec": job["spec"]["template"]["spec"],
-        "status": {
-            "phase": "Succeeded" if condition == "Complete" else "Failed",
-            "containerStatuses": [
-                {
-                    "name": "fetch",
-                    "state": {
-                        "terminated": {
-                            "exitCode": 0 if condition == "Complete" else 1,
-                            "message": json.dumps(message),
-                        }
-                    },
-                }
-            ],
-        },
+        "status": {"phase": phase, "containerStatuses": [{"name": "fetch", "state": state}]},
     }
+
+
+def start_fetch_pod(cluster: Cluster, md_name: str) -> str:
+    """The Job controller starts the Job's pod and the kubelet its container: the pod's name."""
+    job = cluster.wait_get(f"{JOBS}/{md_name}-fetch")
+    pod = fetch_pod(job, "Running", {"running": {"startedAt": "2026-11-29T17:00:00Z"}})
     response = cluster.http.post(PODS, json=pod)
     assert response.status_code in (200, 201), response.text
+    cluster.patch(f"{JOBS}/{md_name}-fetch/status", {"status": {"active": 1}})
+    return str(pod["metadata"]["name"])
+
+
+def finish_fetch_job(
+    cluster: Cluster,
+    md_name: str,
+    message: dict[str, Any],
+    condition: str,
+    pod_name: str | None = None,
+) -> None:
+    """The pod's container terminates with `message` (a new pod unless `pod_name` runs)."""
+    job_name = f"{md_name}-fetch"
+    job = cluster.wait_get(f"{JOBS}/{job_name}")
+    terminated = {
+        "terminated": {
+            "exitCode": 0 if condition == "Complete" else 1,
+            "message": json.dumps(message),
+        }
+    }
+    phase = "Succeeded" if condition == "Complete" else "Failed"
+    if pod_name is None:
+        response = cluster.http.post(PODS, json=fetch_pod(job, phase, terminated))
+        assert response.status_code in (200, 201), response.text
+    else:
+        status = {"phase": phase, "containerStatuses": [{"name": "fetch", "state": terminated}]}
+        cluster.patch(f"{PODS}/{pod_name}/status", {"status": status})
     counter = "succeeded" if condition == "Complete" else "failed"
     cluster.patch(
         f"{JOBS}/{job_name}/status",
-        {"status": {counter: 1, "conditions": [{"type": condition, "status": "True"}]}},
+        {
+            "status": {
+                counter: 1,
+                "active": 0,
+                "conditions": [{"type": condition, "status": "True"}],
+            }
+        },
     )
 
 

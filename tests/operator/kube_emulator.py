@@ -18,7 +18,8 @@ kubernetes client wants owner uids), and a merge patch carrying a stale
 `metadata.resourceVersion` gets 409 Conflict like on a real API server;
 (2) `/api/v1/namespaces[/<name>]` paths parse (kopf lists namespaces); (3) only PATCH exists,
 no PUT (the operator needs none); (4) a Deployment's `spec.selector` is immutable (422 Invalid,
-as apps/v1 validation answers). Every write request (POST, PATCH, DELETE) is recorded in
+as apps/v1 validation answers); (5) `GET pods/<name>/log` serves the text a test put in
+`emulator.pod_logs` (the kubelet's part), honouring `tailLines` and `limitBytes`. Every write request (POST, PATCH, DELETE) is recorded in
 `emulator.writes`, whatever its answer, so a test can count what a restart sends.
 It is no kube-apiserver: merge patches only, no CRD schema/CEL, no defaults, no garbage
 collection — those are tested with the CRD schema and documented in docs/operator.md.
@@ -130,6 +131,34 @@ class StampingEmulator(kmock.KubernetesEmulator):
         """
         return self.__dict__.setdefault("_created_at", {})  # type: ignore[no-any-return]
 
+    @property
+    def pod_logs(self) -> dict[tuple[str, str, str], Path]:
+        """A container's log, played by a file: (namespace, pod, container) -> path."""
+        return self.__dict__.setdefault("_pod_logs", {})  # type: ignore[no-any-return]
+
+    def _pod_log(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        """GET pods/<name>/log as the API server proxies it from the kubelet: text/plain, the
+        last `tailLines` lines, at most `limitBytes`; 404 for a missing pod, 400 while the
+        container has not started (no log yet)."""
+        key = (request.resource, request.namespace, request.name)
+        if key not in self.objects or self.objects[key].deleted:
+            raise kmock.KubernetesError(status=404, reason="NotFound", message="pod not found")
+        container = request.params.get("container", "")
+        path = self.pod_logs.get((str(request.namespace), str(request.name), container))
+        if path is None or not path.is_file():
+            raise kmock.KubernetesError(
+                status=400,
+                reason="BadRequest",
+                message=f'container "{container}" in pod "{request.name}" is waiting to start',
+            )
+        data = path.read_bytes()
+        if "tailLines" in request.params:
+            lines = data.splitlines(keepends=True)
+            data = b"".join(lines[-int(request.params["tailLines"]) :])
+        if "limitBytes" in request.params:
+            data = data[: int(request.params["limitBytes"])]
+        return aiohttp.web.Response(body=data, content_type="text/plain")
+
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         inflight = self.__dict__.setdefault("_inflight", set())
         inflight.add(request)
@@ -148,6 +177,13 @@ class StampingEmulator(kmock.KubernetesEmulator):
                         request.name,
                     )
                 )
+            if (
+                request.resource is not None
+                and str(request.resource.plural) == "pods"
+                and request.subresource == "log"
+                and request.method.upper() == "GET"
+            ):
+                return self._pod_log(request)
             if request.resource is not None:
                 fault = self.faults.get(
                     (request.method.upper(), str(request.resource.plural), request.name)

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from modelplane.operator.fetch_progress import FetchProgress, last_progress
 from modelplane.server.default_model import default_model_dir, is_prepared
 from modelplane.server.fetch import (
     TERMINATION_MESSAGE_LIMIT,
@@ -100,8 +101,14 @@ def test_fetch_fills_the_hub_cache_that_offline_readers_use(hub: FakeHub, tmp_pa
     assert sha256(snapshot / WEIGHTS) == hub.files[WEIGHTS].sha256
     assert (storage(tmp_path) / "refs" / "main").read_text() == hub.commit
     progress = events(lines, "progress")
-    assert progress and progress[-1]["bytesDone"] == progress[-1]["bytesTotal"]
-    assert progress[-1]["bytesTotal"] == sum(f.size for f in hub.files.values())
+    total = sum(f.size for f in hub.files.values())
+    assert progress[0]["bytesDone"] == 0 and progress[0]["bytesTotal"] == total  # at once
+    assert progress[-1]["bytesDone"] == progress[-1]["bytesTotal"] == total
+    # What the operator reads from the pod's log tail for WeightsCached (fetch_progress.py).
+    log_tail = "\n".join(json.dumps(line) for line in lines[-20:])
+    assert last_progress(log_tail) == FetchProgress(
+        f"hf://{REPO}", total, total, progress[-1]["bytesPerSecond"]
+    )
     # The summary is the termination message the operator reads: facts for the GPU-fit check.
     summary = json.loads((tmp_path / "termination-log").read_text())
     assert summary == lines[-1]

@@ -77,6 +77,12 @@ watches), and tests/chart/test_chart_rbac.py derives the same list from that cod
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
+# The fetch pod's last progress line (tail of its log) for WeightsCached while it downloads.
+# Reading logs is less than the operator can already do (it creates pods' templates), and
+# leaves the fetch pod without any API credentials.
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
 # Warning Events (InvalidSpec, failed reconciles) through kopf.
 - apiGroups: [""]
   resources: ["events"]

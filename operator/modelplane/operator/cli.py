@@ -149,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Interval of renewals and of acquisition attempts (default 2s).",
     )
     parser.add_argument(
+        "--fetch-progress-interval",
+        type=seconds,
+        default=env.fetch_progress_seconds,
+        metavar="SECONDS",
+        help="How often a running fetch Job's progress is read into WeightsCached (default 10s;"
+        " env MODELPLANE_FETCH_PROGRESS_INTERVAL).",
+    )
+    parser.add_argument(
         "--max-workers", type=int, default=OperatorSettings.max_workers, help="Handler threads."
     )
     parser.add_argument("--log-format", choices=["json", "plain", "full"], default="json")
@@ -186,6 +194,7 @@ def settings_from_args(argv: Sequence[str] | None = None) -> OperatorSettings:
         all_namespaces=all_namespaces,
         default_image=args.default_image,
         resync_seconds=args.resync_seconds,
+        fetch_progress_seconds=max(args.fetch_progress_interval, 0.5),
         liveness_endpoint=args.liveness or None,
         metrics_port=args.metrics_port,
         leader_elect=args.leader_elect,

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import kopf
 
-from modelplane.operator import metrics, routed, workload
+from modelplane.operator import fetch_progress, metrics, routed, workload
 from modelplane.operator import spec as specmod
 from modelplane.operator.engine_args import engine_flags
 from modelplane.operator.kube import Kube, KubeError, NotOwned, contains
@@ -430,6 +430,26 @@ def on_child_event(
         sync_status(kube, settings, owner_body, server)
 
 
+def refresh_fetch_status(kube: Kube, settings: OperatorSettings, namespace: str, name: str) -> bool:
+    """While the fetch Job runs: WeightsCached with its latest progress (written only if changed).
+
+    Returns False once it no longer runs; the Job's own event then reconciles (the rollout).
+    """
+    body = kube.get(specmod.API_VERSION, specmod.KIND, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return False
+    try:
+        spec = validated_spec(body, settings)
+    except specmod.SpecError:
+        return False
+    weights = sync_weights(kube, Owner.from_body(body), spec, default_image=settings.default_image)
+    if not weights.fetching:
+        return False
+    _kind, live = workload.live_workload(kube, namespace, name, spec)
+    sync_status(kube, settings, body, live, weights=weights.conditions, hold=weights.hold_reason)
+    return True
+
+
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: Kube) -> None:
     """Bind the handlers to `registry` with these settings."""
     md = (specmod.API_VERSION, specmod.PLURAL)
@@ -484,6 +504,20 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: 
         )
         def resync_model_deployment(body: kopf.Body, **_: Any) -> None:
             reconcile(kube, operator_settings, body, trigger="resync")
+
+    # The fetch Job's progress: refreshed in WeightsCached every fetch_progress_seconds while it
+    # runs (fetch_progress.py says why a loop of our own rather than a kopf timer).
+    fetch_progress.MONITOR.interval = settings.fetch_progress_seconds
+
+    @kopf.on.startup(registry=registry, id="fetch-progress")
+    async def start_fetch_progress(**_: Any) -> None:
+        fetch_progress.MONITOR.start(
+            lambda namespace, name: refresh_fetch_status(kube, operator_settings, namespace, name)
+        )
+
+    @kopf.on.cleanup(registry=registry, id="fetch-progress")
+    async def stop_fetch_progress(**_: Any) -> None:
+        await fetch_progress.MONITOR.stop()
 
     for group, version, plural in WATCHED_CHILDREN:
         selector = (f"{group}/{version}", plural) if group else (version, plural)

@@ -193,10 +193,12 @@ class Kube:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float = REQUEST_TIMEOUT_S,
+        text_only: bool = False,
     ) -> tuple[int, Any]:
         """(HTTP status, decoded JSON or text); no answer is KubeError status 0.
 
         `timeout` bounds each attempt; urllib3 may retry a failed connect (see `retries`).
+        `text_only`: the body as text even when it looks like JSON (a pod's log of JSON lines).
         """
         headers = {"Accept": "application/json", "Content-Type": content_type}
         params = self.api.param_serialize(
@@ -213,6 +215,8 @@ class Kube:
             # Unreachable or timed-out API server: retried with backoff like any API error.
             raise KubeError(0, method, path, f"{type(exc).__name__}: {exc}") from exc
         text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
+        if text_only and 200 <= response.status < 300:
+            return response.status, text
         data = json.loads(text) if text.strip().startswith(("{", "[")) else text
         return response.status, data
 
@@ -330,6 +334,20 @@ class Kube:
         if status != 404:
             self._ok("PATCH", path, status, data)
         return True
+
+    def pod_log(
+        self, namespace: str, name: str, container: str, *, tail_lines: int, limit_bytes: int
+    ) -> str | None:
+        """The last lines of a container's log; None when there is none yet (a waiting
+        container is HTTP 400, a gone pod 404). Needs `get` on `pods/log`."""
+        path = resource_path("v1", "Pod", namespace, name, "log")
+        query = (
+            f"{path}?container={quote(container)}&tailLines={tail_lines}&limitBytes={limit_bytes}"
+        )
+        status, data = self.request("GET", query, text_only=True)
+        if status in (400, 404):
+            return None
+        return str(self._ok("GET", query, status, data))
 
     def crd_exists(self, name: str) -> bool:
         path = resource_path("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, name)

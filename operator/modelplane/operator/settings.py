@@ -42,6 +42,9 @@ class OperatorSettings:
     # watch events. A periodic re-apply of everything is optional (0 = off): kopf timers need a
     # finalizer on every ModelDeployment.
     resync_seconds: float = 0.0
+    # While a fetch Job runs, its pod's last progress line is read and WeightsCached rewritten
+    # (only if it changed) this often.
+    fetch_progress_seconds: float = 10.0
     liveness_endpoint: str | None = "http://0.0.0.0:8080/healthz"
     metrics_port: int = 9090  # 0 disables the Prometheus endpoint
     metrics_host: str = "0.0.0.0"
@@ -83,6 +86,7 @@ class OperatorSettings:
             all_namespaces=env.get("MODELPLANE_ALL_NAMESPACES", "").lower() in TRUE,
             default_image=env.get("MODELPLANE_DEFAULT_IMAGE", DEFAULT_IMAGE),
             resync_seconds=float(env.get("MODELPLANE_RESYNC_SECONDS", "0")),
+            fetch_progress_seconds=seconds(env.get("MODELPLANE_FETCH_PROGRESS_INTERVAL", "10s")),
             metrics_port=int(env.get("MODELPLANE_METRICS_PORT", "9090")),
             leader_elect=env.get("MODELPLANE_LEADER_ELECT", "true").lower() in TRUE,
             leader_election_namespace=env.get("MODELPLANE_LEADER_ELECTION_NAMESPACE") or None,

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelplane.operator import fetch_progress
 from modelplane.operator.fetch_sources import fetch_sources, needs_fetch, source_hash
 from modelplane.operator.gpu_fit import (
     FitRequest,
@@ -42,6 +43,7 @@ GPU_FIT = "GPUFit"
 API_USES: dict[tuple[str, str], set[str]] = {
     ("batch", "jobs"): {"get", "create", "patch", "delete", "list", "watch"},
     ("", "pods"): {"list"},
+    ("", "pods/log"): {"get"},  # the fetch pod's progress lines (fetch_progress.py)
 }
 
 
@@ -52,6 +54,7 @@ class WeightsOutcome:
     conditions: list[tuple[str, str, str, str]] = field(default_factory=list)
     rollout_allowed: bool = True
     hold_reason: tuple[str, str] | None = None  # (reason, message) for Ready while held
+    fetching: bool = False  # the fetch Job runs: its progress is refreshed periodically
 
 
 def fit_request(spec: ModelDeploymentSpec) -> FitRequest:
@@ -134,9 +137,27 @@ def _summary_text(summary: dict[str, Any], sources: list[str]) -> str:
 
 
 def sync_weights(
-    kube: Kube, owner: Owner, spec: ModelDeploymentSpec, *, default_image: str
+    kube: Kube,
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    *,
+    default_image: str,
+    monitor: fetch_progress.FetchProgressMonitor | None = None,
 ) -> WeightsOutcome:
     """Bring the fetch Job to the spec and report; the only API calls of the weights feature."""
+    monitor = monitor or fetch_progress.MONITOR
+    outcome = _sync_weights(kube, owner, spec, default_image, monitor)
+    monitor.note(owner.namespace, owner.name, fetch_job_name(owner), outcome.fetching)
+    return outcome
+
+
+def _sync_weights(
+    kube: Kube,
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    default_image: str,
+    monitor: fetch_progress.FetchProgressMonitor,
+) -> WeightsOutcome:
     name = fetch_job_name(owner)
     if not needs_fetch(spec):
         kube.delete(ChildRef("batch/v1", "Job", name), owner.namespace, owner_uid=owner.uid)
@@ -180,12 +201,17 @@ def sync_weights(
         outcome.conditions.append((WEIGHTS_CACHED, "False", "FetchFailed", message))
         outcome.hold_reason = ("FetchFailed", message)
     else:
-        message = (
-            f"Job {name} is downloading {', '.join(sources)}"
-            f" (progress: kubectl logs job/{name}); serving pods start when it succeeds"
-        )
+        progress = monitor.progress(kube, owner.namespace, name)
+        what = f"fetching {progress.text()}" if progress else f"downloading {', '.join(sources)}"
+        message = f"Job {name}: {what}; serving pods start when it succeeds"
         outcome.conditions.append((WEIGHTS_CACHED, "Unknown", "Fetching", message))
-        outcome.hold_reason = ("WaitingForWeights", message)
+        # Ready names the wait, not the bytes: one condition changes as the download goes on.
+        outcome.hold_reason = (
+            "WaitingForWeights",
+            f"Job {name} is fetching {', '.join(sources)} (progress in WeightsCached);"
+            " serving pods start when it succeeds",
+        )
+        outcome.fetching = True
     fit = gpu_fit_condition(spec, summary)
     outcome.conditions.append(fit)
     if fit[1] == "False" and spec.resources.gpu.fit_check == "Enforce":

@@ -15,7 +15,9 @@ The operator runs this in the Job `<name>-fetch` before any serving pod starts:
   deleted and fetched once more; a second mismatch fails the run.
 - A no-op when complete: a marker per resolved commit, written after verification (`--verify`
   re-checks every hash anyway).
-- Progress: one JSON line every `--progress-interval` seconds (bytes done/total, rate).
+- Progress: one JSON line at the start and every `--progress-interval` seconds
+  (`{"event":"progress","source":...,"bytesDone":...,"bytesTotal":...,"bytesPerSecond":...}`);
+  the operator reads the last one from the pod's log into the WeightsCached condition.
 - The summary (commit, bytes, duration, and the facts a GPU-fit check needs: the model's
   config.json trimmed to scalars, the weight bytes by dtype from the safetensors headers) is
   printed as the last line and written to `--summary-file`, which the operator reads as the
@@ -178,8 +180,10 @@ class ProgressReporter:
     right whatever downloads the files, and a resumed run starts from the bytes already there.
     """
 
-    def __init__(self, blobs: Path, files: list[RemoteFile], interval: float) -> None:
-        self.blobs, self.files, self.interval = blobs, files, interval
+    def __init__(
+        self, blobs: Path, files: list[RemoteFile], interval: float, source: str = ""
+    ) -> None:
+        self.blobs, self.files, self.interval, self.source = blobs, files, interval, source
         self.total = sum(f.size for f in files)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fetch-progress", daemon=True)
@@ -202,6 +206,7 @@ class ProgressReporter:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         log(
             "progress",
+            source=self.source,
             bytesDone=done,
             bytesTotal=self.total,
             bytesPerSecond=int((done - self.initial) / elapsed),
@@ -212,6 +217,7 @@ class ProgressReporter:
             self.report()
 
     def __enter__(self) -> ProgressReporter:
+        self.report()  # at once: the operator shows "0 B of N" rather than nothing
         self._thread.start()
         return self
 
@@ -339,7 +345,9 @@ def fetch(
     if not complete:
         headers = build_hf_headers()  # HF_TOKEN, user agent
         (storage / "blobs").mkdir(parents=True, exist_ok=True)
-        with ProgressReporter(storage / "blobs", files, progress_interval) as progress:
+        with ProgressReporter(
+            storage / "blobs", files, progress_interval, f"hf://{source.repo_id}"
+        ) as progress:
             try:
                 with ThreadPoolExecutor(max_workers=PARALLEL_FILES) as pool:
                     list(
