@@ -27,3 +27,11 @@ def test_env_provides_defaults(monkeypatch):
     assert settings.liveness_endpoint is None
     assert settings.metrics_port == 0
     assert settings.leader_elect is False
+
+
+def test_fetch_progress_interval_takes_durations_from_flag_or_env(monkeypatch):
+    monkeypatch.delenv("MODELPLANE_FETCH_PROGRESS_INTERVAL", raising=False)
+    assert settings_from_args([]).fetch_progress_seconds == 10.0
+    assert settings_from_args(["--fetch-progress-interval", "500ms"]).fetch_progress_seconds == 0.5
+    monkeypatch.setenv("MODELPLANE_FETCH_PROGRESS_INTERVAL", "30s")
+    assert settings_from_args([]).fetch_progress_seconds == 30.0

@@ -25,8 +25,14 @@ import pytest
 
 from modelplane.server.default_model import default_model_dir, is_prepared
 from tests.operator.fetch_job_controller import finish_fetch_job, start_fetch_pod
-from tests.operator.kube_emulator import start_emulator
-from tests.operator.operator_process import DEPLOYMENTS, NS, Cluster, OperatorProcess, wait_for
+from tests.operator.operator_process import (
+    DEPLOYMENTS,
+    NS,
+    Cluster,
+    OperatedCluster,
+    operated_cluster,
+    wait_for,
+)
 from tests.server.fake_hub import FakeHub, serve_hub
 
 pytestmark = [
@@ -50,21 +56,10 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatedCluster]:
     logs = tmp_path_factory.mktemp("operator")
-    with start_emulator(namespaces=[NS], kubeconfig_dir=logs) as emulator:
-        operator = OperatorProcess(
-            emulator,
-            logs / "operator.log",
-            "--no-leader-elect",
-            "--fetch-progress-interval",
-            f"{REFRESH_SECONDS}s",
-        )
-        try:
-            yield Cluster(emulator)
-        finally:
-            if operator.stop() not in (0, -15):
-                sys.stderr.write(operator.log()[-5000:])
+    with operated_cluster(logs, "--fetch-progress-interval", f"{REFRESH_SECONDS}s") as running:
+        yield running
 
 
 def weights_cached(cluster: Cluster, name: str) -> dict[str, Any]:
