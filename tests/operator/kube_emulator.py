@@ -19,7 +19,10 @@ kubernetes client wants owner uids), and a merge patch carrying a stale
 (2) `/api/v1/namespaces[/<name>]` paths parse (kopf lists namespaces); (3) only PATCH exists,
 no PUT (the operator needs none); (4) a Deployment's `spec.selector` is immutable (422 Invalid,
 as apps/v1 validation answers); (5) `GET pods/<name>/log` serves the text a test put in
-`emulator.pod_logs` (the kubelet's part), honouring `tailLines` and `limitBytes`. Every write request (POST, PATCH, DELETE) is recorded in
+`emulator.pod_logs` (the kubelet's part), honouring `tailLines` and `limitBytes`. Injected
+faults (`emulator.faults`) answer an error status, or, for `HANG`, hold the request unanswered
+until `emulator.release_hung()` (always called when the emulator stops, so a test never stalls
+on them). Every write request (POST, PATCH, DELETE) is recorded in
 `emulator.writes`, whatever its answer, so a test can count what a restart sends.
 It is no kube-apiserver: merge patches only, no CRD schema/CEL, no defaults, no garbage
 collection — those are tested with the CRD schema and documented in docs/operator.md.
@@ -81,6 +84,9 @@ EXTRA_RESOURCES: dict[str, kmock.ResourceInfo] = {
     ),
 }
 
+# An injected fault that answers nothing: the request is held until `release_hung()`, as when
+# an API server (or an admission webhook it waits on) stops answering for one object.
+HANG = 0
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _NAMESPACES_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?/?$")
 _original_parse_path = parsing.parse_path
@@ -120,8 +126,39 @@ class StampingEmulator(kmock.KubernetesEmulator):
 
     @property
     def faults(self) -> dict[tuple[str, str, str | None], int]:
-        """Injected errors: (method, plural, name) -> the HTTP status to answer instead."""
+        """Injected faults: (method, plural, name or None for any) -> the HTTP status to answer
+        instead, or HANG to hold the request unanswered until `release_hung()`."""
         return self.__dict__.setdefault("_faults", {})  # type: ignore[no-any-return]
+
+    @property
+    def hung(self) -> int:
+        """How many requests a HANG fault holds right now (a client that gave up may still count)."""
+        return int(self.__dict__.get("_hung", 0))
+
+    @property
+    def held(self) -> int:
+        """How many requests a HANG fault has held so far, released or not."""
+        return int(self.__dict__.get("_held", 0))
+
+    def release_hung(self) -> None:
+        """Let every held request (and any later one a HANG fault matches) through; thread-safe."""
+        self.__dict__["_released"] = True
+        released, loop = self.__dict__.get("_release"), self.__dict__.get("_loop")
+        if released is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(released.set)
+
+    async def _hang(self) -> None:
+        if self.__dict__.get("_released"):
+            return
+        if "_release" not in self.__dict__:
+            self.__dict__["_loop"] = asyncio.get_running_loop()
+            self.__dict__["_release"] = asyncio.Event()
+        self.__dict__["_hung"] = self.hung + 1
+        self.__dict__["_held"] = self.held + 1
+        try:
+            await self.__dict__["_release"].wait()
+        finally:
+            self.__dict__["_hung"] = self.hung - 1
 
     @property
     def created_at(self) -> dict[tuple[str, str | None, str], float]:
@@ -185,10 +222,13 @@ class StampingEmulator(kmock.KubernetesEmulator):
             ):
                 return self._pod_log(request)
             if request.resource is not None:
-                fault = self.faults.get(
-                    (request.method.upper(), str(request.resource.plural), request.name)
-                ) or self.faults.get((request.method.upper(), str(request.resource.plural), None))
-                if fault:
+                method, plural = request.method.upper(), str(request.resource.plural)
+                fault = self.faults.get((method, plural, request.name))
+                if fault is None:
+                    fault = self.faults.get((method, plural, None))
+                if fault == HANG:
+                    await self._hang()  # then answered as usual
+                elif fault is not None:
                     raise kmock.KubernetesError(
                         status=fault, reason="Injected", message="injected by the test"
                     )
@@ -367,6 +407,7 @@ def start_emulator(
         yield Emulator(url[0], kubeconfig, emulator)
     finally:
         assert stop is not None
+        emulator.release_hung()  # held requests end before the server stops
         loop.call_soon_threadsafe(stop.set)
         thread.join(timeout=10)
         loop.close()

@@ -35,3 +35,12 @@ def test_fetch_progress_interval_takes_durations_from_flag_or_env(monkeypatch):
     assert settings_from_args(["--fetch-progress-interval", "500ms"]).fetch_progress_seconds == 0.5
     monkeypatch.setenv("MODELPLANE_FETCH_PROGRESS_INTERVAL", "30s")
     assert settings_from_args([]).fetch_progress_seconds == 30.0
+
+
+def test_max_workers_comes_from_flag_or_env(monkeypatch):
+    monkeypatch.delenv("MODELPLANE_MAX_WORKERS", raising=False)
+    assert settings_from_args([]).max_workers == 256
+    assert settings_from_args(["--max-workers", "32"]).max_workers == 32
+    monkeypatch.setenv("MODELPLANE_MAX_WORKERS", "64")
+    assert settings_from_args([]).max_workers == 64
+    assert settings_from_args(["--max-workers", "8"]).max_workers == 8

@@ -1,11 +1,14 @@
 """The operator under restarts, objects it does not own and failing API calls (real kopf process).
 
-The emulator counts every write request (`emulator.writes`), answers injected errors
-(`emulator.faults`) and refuses a change to a Deployment's selector, as a real API server does.
+The emulator counts every write request (`emulator.writes`), answers injected errors or holds
+requests unanswered (`emulator.faults`, `HANG`) and refuses a change to a Deployment's
+selector, as a real API server does.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.operator.kube_emulator import Emulator, start_emulator
+from tests.operator.kube_emulator import HANG, Emulator, start_emulator
 from tests.operator.operator_process import (
     DEPLOYMENTS,
     EVENTS,
@@ -28,6 +31,7 @@ from tests.operator.operator_process import (
 pytestmark = pytest.mark.slow
 
 MODEL = {"uri": "hf://Qwen/Qwen3-8B"}
+STUCK = 20  # more than the 16 handler threads a fixed pool had
 
 
 @pytest.fixture
@@ -243,3 +247,43 @@ def test_a_fetch_job_it_does_not_own_is_never_deleted(
     )
     time.sleep(2.0)  # later reconciles, too
     assert cluster.get(f"{JOBS}/llama-fetch") is not None
+
+
+def test_a_healthy_model_deployment_is_not_delayed_by_stuck_ones(
+    emulator: Emulator, operator: Operator, record_property: Any
+) -> None:
+    """20 ModelDeployments whose API calls hang do not hold up a new healthy one.
+
+    Injected fault: the emulator holds every GET of the stuck ones' Deployments unanswered (as an
+    API server that stops answering for some objects); the operator's 30 s request timeout is
+    longer than the test, so all 20 reconciles stay in flight throughout. They are released
+    before the operator stops, so the teardown never waits on them.
+    """
+    cluster = Cluster(emulator)
+    fake = emulator.emulator
+    stuck = [f"stuck-{i}" for i in range(STUCK)]
+    for name in stuck:
+        fake.faults["GET", "deployments", name] = HANG
+    try:
+        operator.start()
+        for name in stuck:
+            cluster.create_md(name, {"model": MODEL})
+        wait_for(lambda: fake.hung >= 16, timeout=60, what="the stuck reconciles to hang")
+        with contextlib.suppress(AssertionError):  # a fixed pool of 16 threads never gets there
+            wait_for(lambda: fake.hung >= STUCK, timeout=3, what="all of them to hang")
+        hung_before = fake.hung
+
+        cluster.create_md("healthy", {"model": MODEL})
+        cluster.wait_get(f"{DEPLOYMENTS}/healthy", timeout=60)
+        latency = (
+            fake.created_at["deployments", NS, "healthy"]
+            - fake.created_at["modeldeployments", NS, "healthy"]
+        )
+        record_property("healthy_deployment_seconds_with_20_stuck", round(latency, 3))
+        sys.stdout.write(f"healthy Deployment after {latency:.3f} s with {hung_before} hung\n")
+        # Typically ~0.1 s; the bound leaves room for a loaded 2-core machine.
+        assert latency < 3.0, f"{latency:.2f} s"
+        assert hung_before == STUCK  # each stuck object held its own thread, all at once
+        assert fake.hung == STUCK  # and they were still stuck while the healthy one went through
+    finally:
+        fake.release_hung()

@@ -18,6 +18,7 @@ import kopf
 from pydantic import ValidationError
 
 from modelplane.operator import handlers, leader, metrics
+from modelplane.operator.handler_pool import HandlerPool
 from modelplane.operator.kube import Kube
 from modelplane.operator.models_endpoint import ModelsEndpoint
 from modelplane.operator.routing import RoutingDefaults, parse_gateway
@@ -157,7 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
         " env MODELPLANE_FETCH_PROGRESS_INTERVAL).",
     )
     parser.add_argument(
-        "--max-workers", type=int, default=OperatorSettings.max_workers, help="Handler threads."
+        "--max-workers",
+        type=int,
+        default=env.max_workers,
+        help="Most handler threads at once: one per ModelDeployment (or child) being handled; "
+        "idle ones exit (default 256).",
     )
     parser.add_argument("--log-format", choices=["json", "plain", "full"], default="json")
     parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
@@ -275,6 +280,9 @@ async def run_operator(
     leader releases its Lease only when nothing of it is still acting.
     """
     kopf_settings = kopf.OperatorSettings()
+    # A thread per handler in flight (kopf runs one per object at a time), not a fixed pool: an
+    # object whose API calls hang holds only its own thread (handler_pool.py).
+    kopf_settings.execution.executor = HandlerPool(settings.max_workers)
     with contextlib.suppress(asyncio.CancelledError):  # as kopf.run: cancelled = stopped
         await kopf.operator(
             registry=registry,

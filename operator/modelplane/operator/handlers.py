@@ -473,7 +473,6 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: 
         # Events are posted explicitly (kopf.warn: InvalidSpec, ReconcileFailed); log lines are
         # not (posting.loggers stays off), so a retried failure is one Event, not one per retry.
         settings.posting.level = logging.WARNING
-        settings.execution.max_workers = operator_settings.max_workers
         # No kopf peering: replicas elect a leader on a Lease before kopf starts (leader.py).
         settings.peering.standalone = True
         # Watch streams are re-opened every 10 minutes so a silently dropped connection heals.

@@ -56,8 +56,10 @@ class OperatorSettings:
     lease_duration: float = DEFAULT_LEASE_DURATION
     renew_deadline: float = DEFAULT_RENEW_DEADLINE
     retry_period: float = DEFAULT_RETRY_PERIOD
-    # Sync handlers run in threads; one slow API call must not stall the other reconciles.
-    max_workers: int = 16
+    # Most handler threads at once: kopf runs one handler per object at a time and the pool
+    # starts a thread per handler in flight (handler_pool.py), so this many objects whose API
+    # calls hang are needed before a healthy one waits. Idle threads exit.
+    max_workers: int = 256
     log_format: str = "json"
     verbose: bool = False
     # spec.routing: the Gateway when a ModelDeployment names none, the endpoint picker image, and
@@ -88,6 +90,7 @@ class OperatorSettings:
             resync_seconds=float(env.get("MODELPLANE_RESYNC_SECONDS", "0")),
             fetch_progress_seconds=seconds(env.get("MODELPLANE_FETCH_PROGRESS_INTERVAL", "10s")),
             metrics_port=int(env.get("MODELPLANE_METRICS_PORT", "9090")),
+            max_workers=int(env.get("MODELPLANE_MAX_WORKERS", str(cls.max_workers))),
             leader_elect=env.get("MODELPLANE_LEADER_ELECT", "true").lower() in TRUE,
             leader_election_namespace=env.get("MODELPLANE_LEADER_ELECTION_NAMESPACE") or None,
             leader_election_id=env.get("MODELPLANE_LEADER_ELECTION_ID") or DEFAULT_LEASE_NAME,
