@@ -6,6 +6,7 @@ import kubernetes
 import pytest
 
 from modelplane.operator.kube import Kube, KubeError, contains, controller_uid, resource_path
+from tests.operator.kube_emulator import HANG, start_emulator
 
 
 def test_resource_paths_for_core_grouped_and_custom_kinds():
@@ -73,3 +74,24 @@ def test_an_unreachable_api_server_is_a_kube_error_not_a_crash():
         Kube(kubernetes.client.ApiClient(config)).get("v1", "Service", "ml", "qwen")
     assert info.value.status == 0
     assert "/api/v1/namespaces/ml/services/qwen" in str(info.value)
+
+
+def test_a_request_unanswered_within_its_timeout_is_not_sent_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """urllib3 would re-send a timed-out GET 3 times (4x the timeout on the handler's thread).
+
+    Injected fault: the emulator holds the GET unanswered and counts each copy it receives.
+    """
+    with start_emulator() as running:
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setattr(
+            kubernetes.config.kube_config,
+            "KUBE_CONFIG_DEFAULT_LOCATION",
+            str(running.kubeconfig_path),
+        )
+        running.emulator.faults["GET", "services", "qwen"] = HANG
+        with pytest.raises(KubeError) as info:
+            Kube().request("GET", "/api/v1/namespaces/default/services/qwen", timeout=0.3)
+        assert info.value.status == 0
+        assert running.emulator.held == 1

@@ -14,11 +14,14 @@ import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 from urllib.parse import quote
 
 import kubernetes
 import urllib3
+from urllib3.connectionpool import ConnectionPool
+from urllib3.response import BaseHTTPResponse
 
 from modelplane.operator import spec as specmod
 from modelplane.operator.last_applied import stale_keys, three_way_patch, with_last_applied
@@ -154,6 +157,28 @@ def controller_uid(obj: Mapping[str, Any]) -> str | None:
 REQUEST_TIMEOUT_S = 30.0
 
 
+class NoResendAfterTimeout(urllib3.Retry):
+    """urllib3's retries, except that a request unanswered within its timeout is not sent again.
+
+    urllib3 re-sends a timed-out GET or DELETE 3 times, so a hanging call held its handler's
+    thread for 4x the timeout; kopf retries the whole (idempotent) reconcile with backoff instead.
+    Refused connects and dropped keep-alive connections are still retried: they fail fast.
+    """
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        if isinstance(error, urllib3.exceptions.ReadTimeoutError):
+            raise error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
 class Kube:
     """A thin synchronous client on the `kubernetes` package's connection handling and auth."""
 
@@ -161,13 +186,13 @@ class Kube:
         self,
         api_client: kubernetes.client.ApiClient | None = None,
         pool_size: int = 16,
-        retries: int | None = None,
+        retries: int | urllib3.Retry | None = None,
     ) -> None:
         self._api = api_client
         self._pool_size = pool_size
-        # urllib3 retries a failed connect (and a timed-out GET) 3 times by default, so one
-        # call can take 4x its timeout; the Lease client, which works to a deadline, uses 0.
-        self._retries = retries
+        # urllib3 retries a failed connect 3 times (a call then takes up to 4x its timeout when
+        # connects hang); the Lease client, which works to a deadline, uses 0.
+        self._retries = NoResendAfterTimeout(3) if retries is None else retries
         self._lock = threading.Lock()
 
     @property
@@ -181,8 +206,7 @@ class Kube:
                     kubernetes.config.load_kube_config(client_configuration=config)
                 # One pooled connection per handler thread (urllib3 keeps 4 by default).
                 config.connection_pool_maxsize = self._pool_size
-                if self._retries is not None:
-                    config.retries = self._retries
+                config.retries = self._retries
                 self._api = kubernetes.client.ApiClient(configuration=config)
             return self._api
 
