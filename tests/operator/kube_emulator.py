@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 
 import aiohttp.web
 import kmock
+import kubernetes
 from kmock._internal import enums, parsing
 
 # The operator's own and optional resources, next to kmock's bundled built-ins.
@@ -354,6 +355,14 @@ class Emulator(NamedTuple):
     server_url: str
     kubeconfig_path: Path
     emulator: StampingEmulator
+
+    def api_client(self) -> kubernetes.client.ApiClient:
+        """The kubernetes client configured by this emulator's kubeconfig, as the operator's is."""
+        config = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(
+            config_file=str(self.kubeconfig_path), client_configuration=config
+        )
+        return kubernetes.client.ApiClient(configuration=config)
 
 
 @contextlib.contextmanager

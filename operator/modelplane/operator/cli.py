@@ -18,8 +18,17 @@ import kopf
 from pydantic import ValidationError
 
 from modelplane.operator import handlers, leader, metrics
+from modelplane.operator.election import (
+    ElectionConfig,
+    LeaderElector,
+    current_config_namespace,
+    default_identity,
+    election_namespace,
+    timing_error,
+)
 from modelplane.operator.handler_pool import HandlerPool
 from modelplane.operator.kube import Kube
+from modelplane.operator.lease import LeaseClient
 from modelplane.operator.models_endpoint import ModelsEndpoint
 from modelplane.operator.routing import RoutingDefaults, parse_gateway
 from modelplane.operator.settings import OperatorSettings, seconds
@@ -185,7 +194,7 @@ def settings_from_args(argv: Sequence[str] | None = None) -> OperatorSettings:
         args.leader_elect_renew_deadline,
         args.leader_elect_retry_period,
     )
-    problem = leader.timing_error(*timings)
+    problem = timing_error(*timings)
     if args.leader_elect and problem:
         parser.error(f"leader election: {problem}")
     if args.models_port and args.default_gateway is None:
@@ -243,25 +252,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     config = election_config(settings)
     # Its own connection: a renewal never queues behind the handlers' API calls.
-    client = leader.LeaseClient(Kube(pool_size=1, retries=0), config.namespace, config.name)
+    client = LeaseClient(Kube(pool_size=1, retries=0), config.namespace, config.name)
     leader.run_as_leader(
-        leader.LeaderElector(client, config),
+        LeaderElector(client, config),
         lambda stop_flag, ready_flag: run_operator(registry, settings, stop_flag, ready_flag),
         settings.liveness_endpoint,
     )
 
 
-def election_config(settings: OperatorSettings) -> leader.ElectionConfig:
+def election_config(settings: OperatorSettings) -> ElectionConfig:
     """The Lease this process competes for, under a fresh identity."""
-    return leader.ElectionConfig(
-        namespace=leader.election_namespace(
+    return ElectionConfig(
+        namespace=election_namespace(
             settings.leader_election_namespace,
             os.environ.get("POD_NAMESPACE"),
             settings.namespaces,
-            leader.current_config_namespace(),
+            current_config_namespace(),
         ),
         name=settings.leader_election_id,
-        identity=leader.default_identity(),
+        identity=default_identity(),
         lease_duration=settings.lease_duration,
         renew_deadline=settings.renew_deadline,
         retry_period=settings.retry_period,
