@@ -1,17 +1,22 @@
-"""`--api-server-count N`: N front-end processes accept on one port over one engine core."""
+"""`--api-server-count N`: N front-end processes accept on one port over one engine core, and
+/metrics speaks for all of them whichever answers."""
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import signal
+import time
 from pathlib import Path
+from typing import Any
 
 import openai
 import psutil
 import pytest
 
+from modelplane.contract import IN_FLIGHT_METRIC
 from modelplane.server import cli
-from tests.server.server_harness import start_server
+from tests.server.server_harness import metric_samples, metric_value, start_server
 
 MODEL = "smollm2-135m-instruct"
 
@@ -64,6 +69,62 @@ def serving_processes(front_ends: list[psutil.Process], port: int) -> set[int]:
     }
 
 
+def scrape(front_ends: list[psutil.Process], port: int) -> tuple[int, str]:
+    """One /metrics scrape on a fresh connection: the pid of the front end that answered, the text."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        text = response.read().decode()
+        assert response.status == 200, text
+        assert connection.sock is not None
+        local_port = connection.sock.getsockname()[1]
+        answered = [
+            p.pid
+            for p in front_ends
+            if any(c.raddr and c.raddr.port == local_port for c in p.net_connections(kind="tcp"))
+        ]
+    finally:
+        connection.close()
+    assert len(answered) == 1
+    return answered[0], text
+
+
+def scrapes_from_every_front_end(front_ends: list[psutil.Process], port: int) -> list[str]:
+    """Scrapes until each front end has answered at least once (bounded), their texts in order."""
+    texts, answered = [], set()
+    for _ in range(40):
+        pid, text = scrape(front_ends, port)
+        texts.append(text)
+        answered.add(pid)
+        if answered == {p.pid for p in front_ends} and len(texts) >= 4:
+            return texts
+    raise AssertionError(f"only front ends {answered} answered 40 scrapes")
+
+
+Stream = tuple[openai.OpenAI, Any]
+
+
+def streams_on_every_front_end(
+    server: Any, front_ends: list[psutil.Process], port: int, minimum: int, **create: Any
+) -> list[Stream]:
+    """At least `minimum` chat streams, one connection each, opened until both front ends serve."""
+    opened: list[Stream] = []
+    all_pids = {p.pid for p in front_ends}
+    while len(opened) < minimum or serving_processes(front_ends, port) != all_pids:
+        assert len(opened) < 32, "the kernel sent every connection to one front end"
+        client = openai.OpenAI(base_url=server.api_url, api_key="none", max_retries=0, timeout=300)
+        stream = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Count to five."}],
+            stream=True,
+            stream_options={"include_usage": True},
+            **create,
+        )
+        opened.append((client, stream))
+    return opened
+
+
 @pytest.mark.slow
 def test_two_front_ends_share_the_port_and_stream_from_one_engine(tmp_path: Path) -> None:
     server = start_server(tmp_path, ["--api-server-count", "2"])
@@ -73,30 +134,53 @@ def test_two_front_ends_share_the_port_and_stream_from_one_engine(tmp_path: Path
         front_ends = [p for p in listening_processes(root, port) if p.pid != root.pid]
         assert len(front_ends) == 2, server.log_text()[-3000:]
         assert len(engine_cores(root)) == 1
+        chat = {"route": "/v1/chat/completions", "model": MODEL, "status": "200"}
+        _, before = scrape(front_ends, port)
 
-        # Eight streams at once, each on its own connection, all held open until all began.
-        clients = [
-            openai.OpenAI(base_url=server.api_url, api_key="none", max_retries=0, timeout=300)
-            for _ in range(8)
-        ]
-        streams = [
-            c.chat.completions.create(
-                model=MODEL,
-                messages=[{"role": "user", "content": "Count to five."}],
-                max_tokens=8,
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-            for c in clients
-        ]
-        assert serving_processes(front_ends, port)  # the front ends, not the parent, serve
-        for stream in streams:
+        # Short streams, each on its own connection, spread over both front ends.
+        streams = streams_on_every_front_end(server, front_ends, port, 8, max_tokens=8)
+        completion_tokens = 0
+        for client, stream in streams:
             chunks = list(stream)
             text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
             assert text
             assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
-        for c in clients:
-            c.close()
+            completion_tokens += chunks[-1].usage.completion_tokens
+            client.close()
+
+        # Whichever front end answers, counters are the pod's sums: modelplane's and vLLM's.
+        for text in scrapes_from_every_front_end(front_ends, port):
+            assert metric_value(text, "modelplane_requests_total", **chat) == len(streams)
+            assert metric_value(text, "modelplane_completion_tokens_total", model=MODEL) == (
+                metric_value(before, "modelplane_completion_tokens_total", model=MODEL)
+                + completion_tokens
+            )
+            assert metric_value(text, "vllm:generation_tokens_total") == (
+                metric_value(before, "vllm:generation_tokens_total") + completion_tokens
+            )
+            assert metric_value(text, IN_FLIGHT_METRIC) == 0
+
+        # Long streams held open on both front ends: each scrape reports all of them in
+        # flight (the autoscaler's figure), and vLLM's engine gauges once, not per process.
+        held = streams_on_every_front_end(
+            server, front_ends, port, 4, max_tokens=4000, extra_body={"ignore_eos": True}
+        )
+        for _, stream in held:
+            next(iter(stream))  # generating
+        for text in scrapes_from_every_front_end(front_ends, port):
+            assert metric_samples(text, IN_FLIGHT_METRIC) == [({}, float(len(held)))]
+            engine_requests = metric_value(text, "vllm:num_requests_running") + metric_value(
+                text, "vllm:num_requests_waiting"
+            )
+            assert engine_requests == len(held)
+            assert 'pid="' not in text
+        for client, stream in held:
+            stream.close()
+            client.close()
+        deadline = time.monotonic() + 60
+        while metric_value(scrape(front_ends, port)[1], IN_FLIGHT_METRIC) != 0:
+            assert time.monotonic() < deadline, "cancelled streams still counted in flight"
+            time.sleep(0.5)
     finally:
         server.process.send_signal(signal.SIGTERM)
         code = server.process.wait(120)

@@ -6,19 +6,26 @@ process binds the listening socket and one ZMQ input/output listener pair per fr
 launches the engine core, then spawns N modelplane servers that accept on the shared socket
 and each talk to the engine as client `i` of `N` (AsyncLLM's `client_count`/`client_index`).
 
-Per-process state stays per process: admission limits, rate limits and `/metrics` count what
-the answering process saw (each front end's `modelplane_requests_in_flight` is its share).
+`/metrics` speaks for the pod whichever front end answers: the front ends inherit a fresh
+`PROMETHEUS_MULTIPROC_DIR` (prometheus_client's multiprocess mode, as vLLM sets it up for its
+own API servers) and each scrape merges every process's files.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import socket
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from prometheus_client import multiprocess
+
+from modelplane.server.metrics import MULTIPROC_DIR_ENV
 from modelplane.server.settings import ServerSettings
 
 logger = logging.getLogger("modelplane.server")
@@ -27,6 +34,38 @@ logger = logging.getLogger("modelplane.server")
 def exit_on_signal(signum: int, frame: Any) -> None:
     """SIGTERM/SIGINT unwind through `run_api_servers`' `finally`: front ends, then engine."""
     raise SystemExit(0)
+
+
+@contextmanager
+def shared_metrics_dir() -> Iterator[str]:
+    """A fresh `PROMETHEUS_MULTIPROC_DIR` for this start, set before any front end exists.
+
+    Spawned front ends inherit it before importing prometheus_client, which then keeps metric
+    values in files there. A directory the operator of the pod set is used, with a warning:
+    files left from an earlier run would be counted again.
+    """
+    given = os.environ.get(MULTIPROC_DIR_ENV)
+    if given:
+        logger.warning(
+            "%s=%s is set: empty it between starts or /metrics counts old values",
+            MULTIPROC_DIR_ENV,
+            given,
+        )
+        yield given
+        return
+    with tempfile.TemporaryDirectory(prefix="modelplane-metrics-") as path:
+        os.environ[MULTIPROC_DIR_ENV] = path
+        try:
+            yield path
+        finally:
+            del os.environ[MULTIPROC_DIR_ENV]
+
+
+def mark_front_ends_dead(pids: Iterable[int | None], path: str) -> None:
+    """A stopped front end's in-flight gauge no longer counts (its counters still do)."""
+    for pid in pids:
+        if pid is not None:
+            multiprocess.mark_process_dead(pid, path)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -48,7 +87,12 @@ def api_server_process(
     # vLLM's process manager shares the accept load through this; uvicorn does not use it.
     client_config = dict(client_config or {})
     client_config.pop("api_server_loads", None)
-    serve(build_settings(args), sock=sock, client_config=client_config)
+    try:
+        serve(build_settings(args), sock=sock, client_config=client_config)
+    finally:
+        path = os.environ.get(MULTIPROC_DIR_ENV)
+        if path:
+            mark_front_ends_dead([os.getpid()], path)
 
 
 def start_api_servers(
@@ -79,14 +123,20 @@ def start_api_servers(
 
 def run_api_servers(settings: ServerSettings, args: argparse.Namespace) -> None:
     """Bind, launch the engine core, spawn the front ends; return when one of them exits."""
+    signal.signal(signal.SIGTERM, exit_on_signal)
+    signal.signal(signal.SIGINT, exit_on_signal)
+    with shared_metrics_dir() as metrics_dir:
+        serve_front_ends(settings, args, metrics_dir)
+
+
+def serve_front_ends(settings: ServerSettings, args: argparse.Namespace, metrics_dir: str) -> None:
+    """The engine core and the front ends, stopped in that order's reverse."""
     from vllm.usage.usage_lib import UsageContext
     from vllm.v1.engine.utils import bind_engine_zmq_listeners, launch_core_engines
     from vllm.v1.executor import Executor
     from vllm.v1.utils import wait_for_completion_or_failure
 
     count = settings.api_server_count
-    signal.signal(signal.SIGTERM, exit_on_signal)
-    signal.signal(signal.SIGINT, exit_on_signal)
     sock = listening_socket(settings.host, settings.port)
     engine_args = settings.engine_args
     engine_args._api_process_count = count
@@ -119,6 +169,7 @@ def run_api_servers(settings: ServerSettings, args: argparse.Namespace) -> None:
     finally:
         # The front ends drain on SIGTERM (bounded by --drain-timeout), then the engine stops.
         manager.shutdown(timeout=settings.drain_timeout + 5)
+        mark_front_ends_dead((p.pid for p in manager.processes), metrics_dir)
         if launch.engine_manager is not None:
             launch.engine_manager.shutdown(timeout=vllm_config.shutdown_timeout)
         if coordinator is not None:

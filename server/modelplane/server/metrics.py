@@ -2,10 +2,17 @@
 
 Each request updates its metrics once, when it finishes (`observe_request`), never per token.
 `modelplane_requests_in_flight` is what the operator's autoscaler scales on: keep the name.
+
+Several front ends (`--api-server-count N`) use prometheus_client's multiprocess mode, as vLLM
+does: each process writes its values to files in `PROMETHEUS_MULTIPROC_DIR` and `/metrics`,
+whichever process answers, merges them all (counters and histograms add up; in-flight is the
+sum over live processes; vLLM's engine gauges take the most recent value). One process keeps
+the in-memory default registry.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection
 from functools import lru_cache
 
@@ -17,6 +24,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 
 from modelplane.contract import IN_FLIGHT_METRIC
@@ -66,6 +74,8 @@ LATENCY_BUCKETS = (
     480.0,
 )
 UNKNOWN_MODEL = "unknown"
+# prometheus_client's switch: set before it is imported, metric values live in files there.
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 ANONYMOUS_KEY = "anonymous"
 
 
@@ -82,6 +92,8 @@ class ServerMetrics:
             IN_FLIGHT_METRIC,
             "Generation requests running or queued in this pod.",
             registry=registry,
+            # Several front ends: the pod's figure is the sum over the processes alive.
+            multiprocess_mode="livesum",
         )
         self.time_to_first_token = Histogram(
             "modelplane_time_to_first_token_seconds",
@@ -133,5 +145,22 @@ def default_metrics() -> ServerMetrics:
     return ServerMetrics(REGISTRY)
 
 
-def render_metrics(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+def multiprocess_dir() -> str | None:
+    """Where the front ends' metric files are, when several processes serve (else None)."""
+    return os.environ.get(MULTIPROC_DIR_ENV) or None
+
+
+@lru_cache(maxsize=1)
+def exposition_registry() -> CollectorRegistry:
+    """What `/metrics` serves: this process's registry, or all front ends' files merged."""
+    if multiprocess_dir() is None:
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+def render_metrics(registry: CollectorRegistry | None = None) -> tuple[bytes, str]:
+    return generate_latest(
+        registry if registry is not None else exposition_registry()
+    ), CONTENT_TYPE_LATEST
