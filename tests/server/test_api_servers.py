@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from modelplane.contract import IN_FLIGHT_METRIC
-from modelplane.server import cli
+from modelplane.server import api_servers, cli
 from tests.server.server_harness import metric_samples, metric_value, start_server
 
 MODEL = "smollm2-135m-instruct"
@@ -32,6 +32,20 @@ def test_api_server_count_is_vllms_flag_and_defaults_to_one() -> None:
 def test_api_server_count_below_one_is_refused() -> None:
     with pytest.raises(SystemExit, match="--api-server-count must be >= 1"):
         cli.build_settings(cli.parse_args(["--model", "/m", "--api-server-count", "0"], {}))
+
+
+def test_each_front_end_takes_its_share_of_the_pods_admission_limits() -> None:
+    args = ["--model", "/m", "--api-server-count", "3", "--max-concurrent-requests", "256"]
+    settings = cli.build_settings(cli.parse_args([*args, "--max-queued-requests", "10"], {}))
+    share = api_servers.front_end_settings(settings)
+    assert (share.max_concurrent_requests, share.max_queued_requests) == (86, 4)
+    assert share.rate_limit_requests_per_minute == settings.rate_limit_requests_per_minute
+    unlimited = cli.parse_args(["--model", "/m", "--api-server-count", "2"], {})
+    unlimited.max_concurrent_requests = unlimited.max_queued_requests = 0
+    share = api_servers.front_end_settings(cli.build_settings(unlimited))
+    assert (share.max_concurrent_requests, share.max_queued_requests) == (0, 0)
+    one = cli.build_settings(cli.parse_args(["--model", "/m"], {}))
+    assert api_servers.front_end_settings(one) == one
 
 
 def listening_processes(root: psutil.Process, port: int) -> list[psutil.Process]:

@@ -9,12 +9,19 @@ and each talk to the engine as client `i` of `N` (AsyncLLM's `client_count`/`cli
 `/metrics` speaks for the pod whichever front end answers: the front ends inherit a fresh
 `PROMETHEUS_MULTIPROC_DIR` (prometheus_client's multiprocess mode, as vLLM sets it up for its
 own API servers) and each scrape merges every process's files.
+
+Admission limits are the pod's: `--max-concurrent-requests` and `--max-queued-requests` are
+divided among the front ends (rounded up), as vLLM's `--max-num-queued-reqs` caps the pod and
+not each API server. Per-key rate limits stay per process, as they are per replica: a key held
+to one connection gets its whole budget; one spread over N front ends gets up to N times it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import math
 import os
 import signal
 import socket
@@ -68,6 +75,16 @@ def mark_front_ends_dead(pids: Iterable[int | None], path: str) -> None:
             multiprocess.mark_process_dead(pid, path)
 
 
+def front_end_settings(settings: ServerSettings) -> ServerSettings:
+    """One front end's share of the pod's admission limits (0, no limit, stays 0)."""
+    count = settings.api_server_count
+    return dataclasses.replace(
+        settings,
+        max_concurrent_requests=math.ceil(settings.max_concurrent_requests / count),
+        max_queued_requests=math.ceil(settings.max_queued_requests / count),
+    )
+
+
 def listening_socket(host: str, port: int) -> socket.socket:
     """The socket every front end accepts on (SO_REUSEPORT, as vLLM's multi-server setup)."""
     from vllm.entrypoints.launchers.launcher import create_server_socket
@@ -88,7 +105,7 @@ def api_server_process(
     client_config = dict(client_config or {})
     client_config.pop("api_server_loads", None)
     try:
-        serve(build_settings(args), sock=sock, client_config=client_config)
+        serve(front_end_settings(build_settings(args)), sock=sock, client_config=client_config)
     finally:
         path = os.environ.get(MULTIPROC_DIR_ENV)
         if path:
@@ -159,7 +176,14 @@ def serve_front_ends(settings: ServerSettings, args: argparse.Namespace, metrics
             tensor_queue=launch.tensor_queue,
         )
         launch.watched_frontend_processes = manager.processes
-    logger.info("%d API server processes over one engine core on %s", count, settings.base_url)
+    share = front_end_settings(settings)
+    logger.info(
+        "%d API server processes over one engine core on %s; each admits %d running, %d queued",
+        count,
+        settings.base_url,
+        share.max_concurrent_requests,
+        share.max_queued_requests,
+    )
     try:
         wait_for_completion_or_failure(
             api_server_manager=manager,

@@ -56,13 +56,15 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
         "--max-concurrent-requests",
         type=int,
         default=256,
-        help="Generation requests handled at once (0: no limit); more wait in the queue.",
+        help="Generation requests handled at once in the pod (0: no limit); more wait in the "
+        "queue. With --api-server-count N each front end takes 1/N (rounded up).",
     )
     group.add_argument(
         "--max-queued-requests",
         type=int,
         default=1024,
-        help="Requests allowed to wait for a slot; beyond that the answer is 429.",
+        help="Requests allowed to wait for a slot; beyond that the answer is 429. With "
+        "--api-server-count N each front end takes 1/N (rounded up).",
     )
     group.add_argument("--ssl-certfile", default=None, help="TLS certificate (PEM).")
     group.add_argument("--ssl-keyfile", default=None, help="TLS private key (PEM).")
@@ -84,13 +86,15 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
         "--rate-limit-requests-per-minute",
         type=int,
         default=None,
-        help="Per API key (or for everyone on an open server): requests per minute, else 429.",
+        help="Per API key (or for everyone on an open server): requests per minute, else 429. "
+        "Counted per replica and, with --api-server-count, per front-end process.",
     )
     group.add_argument(
         "--rate-limit-tokens-per-minute",
         type=int,
         default=None,
-        help="Per API key: prompt + completion tokens per minute, else 429.",
+        help="Per API key: prompt + completion tokens per minute, else 429. Counted per "
+        "replica and, with --api-server-count, per front-end process.",
     )
     group.add_argument(
         "--max-request-body-size",
@@ -109,7 +113,8 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         help="HTTP front-end processes sharing the port over one engine core (vLLM's flag): "
-        "more when the serving process's CPU, not the engine, caps tokens/s.",
+        "more when the serving process's CPU, not the engine, caps tokens/s. /metrics "
+        "reports the whole pod from any of them.",
     )
     group.add_argument(
         "--drain-timeout",
