@@ -47,42 +47,35 @@ import kmock
 import kubernetes
 from kmock._internal import enums, parsing
 
+
+def _custom(kind: str, shortnames: set[str], subresources: set[str]) -> kmock.ResourceInfo:
+    """A namespaced custom kind with every verb, as the API server serves a CRD's."""
+    verbs = {"get", "list", "watch", "create", "update", "patch", "delete"}
+    return kmock.ResourceInfo(
+        kind=kind,
+        singular=kind.lower(),
+        namespaced=True,
+        shortnames=shortnames,
+        subresources=subresources,
+        verbs=verbs,
+    )
+
+
 # The operator's own and optional resources, next to kmock's bundled built-ins.
 EXTRA_RESOURCES: dict[str, kmock.ResourceInfo] = {
-    "modelplane.io/v1alpha1/modeldeployments": kmock.ResourceInfo(
-        kind="ModelDeployment",
-        singular="modeldeployment",
-        namespaced=True,
-        shortnames={"md"},
-        subresources={"status", "scale"},
-        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    "modelplane.io/v1alpha1/modeldeployments": _custom(
+        "ModelDeployment", {"md"}, {"status", "scale"}
     ),
     # spec.routing (Gateway API's own kinds are among kmock's bundled ones).
-    "inference.networking.k8s.io/v1/inferencepools": kmock.ResourceInfo(
-        kind="InferencePool",
-        singular="inferencepool",
-        namespaced=True,
-        shortnames={"infpool"},
-        subresources={"status"},
-        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    "inference.networking.k8s.io/v1/inferencepools": _custom(
+        "InferencePool", {"infpool"}, {"status"}
     ),
     # LeaderWorkerSet (kubernetes-sigs/lws): served like every extra kind here; whether the
     # cluster "has" it is its CRD object (`crd_object`), which the operator checks.
-    "leaderworkerset.x-k8s.io/v1/leaderworkersets": kmock.ResourceInfo(
-        kind="LeaderWorkerSet",
-        singular="leaderworkerset",
-        namespaced=True,
-        shortnames={"lws"},
-        subresources={"status", "scale"},
-        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    "leaderworkerset.x-k8s.io/v1/leaderworkersets": _custom(
+        "LeaderWorkerSet", {"lws"}, {"status", "scale"}
     ),
-    "keda.sh/v1alpha1/scaledobjects": kmock.ResourceInfo(
-        kind="ScaledObject",
-        singular="scaledobject",
-        namespaced=True,
-        subresources={"status"},
-        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
-    ),
+    "keda.sh/v1alpha1/scaledobjects": _custom("ScaledObject", set(), {"status"}),
 }
 
 # An injected fault that answers nothing: the request is held until `release_hung()`, as when

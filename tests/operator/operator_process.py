@@ -85,8 +85,33 @@ class Cluster:
         assert body is not None
         return body
 
+    def conditions(self, name: str) -> dict[str, dict[str, Any]]:
+        """A ModelDeployment's status conditions by type."""
+        status = self.md(name).get("status") or {}
+        return {c["type"]: c for c in status.get("conditions") or []}
+
+    def events(self, name: str, reason: str) -> list[dict[str, Any]]:
+        """The Events about the object `name` with this reason."""
+        items = (self.get(EVENTS) or {}).get("items", [])
+        return [e for e in items if e["involvedObject"]["name"] == name and e["reason"] == reason]
+
+    def wait_event(self, name: str, reason: str) -> dict[str, Any]:
+        """The first Event about the object `name` with this reason, once there is one."""
+        return wait_for(
+            lambda: next(iter(self.events(name, reason)), None), what=f"a {reason} Event on {name}"
+        )
+
     def wait_get(self, path: str, timeout: float = 20.0) -> dict[str, Any]:
         return wait_for(lambda: self.get(path), timeout, what=path)
+
+    def wait_recreated(self, path: str, old: dict[str, Any]) -> dict[str, Any]:
+        """The object at `path` once it is another than `old` (a new uid): deleted, then made again."""
+
+        def probe() -> dict[str, Any] | None:
+            new = self.get(path)
+            return new if new and new["metadata"]["uid"] != old["metadata"]["uid"] else None
+
+        return wait_for(probe, what=f"{path} to be recreated")
 
 
 class OperatorProcess:

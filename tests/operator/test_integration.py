@@ -13,7 +13,6 @@ import pytest
 from tests.operator.fetch_job_controller import complete_fetch_job, fetch_summary
 from tests.operator.operator_process import (
     DEPLOYMENTS,
-    EVENTS,
     HPAS,
     IMAGE,
     MD_PATH,
@@ -156,16 +155,7 @@ def test_an_object_owned_by_another_controller_is_never_taken_over(cluster: Clus
     assert cluster.http.post(SERVICES, json=foreign).status_code in (200, 201)
     cluster.create_md("taken", {"model": {"uri": "hf://Qwen/Qwen3-8B"}})
     cluster.wait_get(f"{DEPLOYMENTS}/taken")
-
-    def conflict_event() -> dict[str, Any] | None:
-        events = (cluster.get(EVENTS) or {}).get("items", [])
-        return next(
-            (e for e in events
-             if e["involvedObject"]["name"] == "taken" and e["reason"] == "ChildConflict"),
-            None,
-        )  # fmt: skip
-
-    event = wait_for(conflict_event, what="an Event saying the Service has another owner")
+    event = cluster.wait_event("taken", "ChildConflict")
     assert event["type"] == "Warning"
     assert event["message"] == f"Service {NS}/taken exists and is controlled by Gateway/gw"
     service = cluster.get(f"{SERVICES}/taken")
@@ -217,28 +207,12 @@ def test_invalid_spec_sets_spec_valid_false_and_an_event_and_creates_nothing(
          "resources": {"gpu": {"count": 3}}},
     )  # fmt: skip
 
-    def spec_valid() -> dict[str, Any] | None:
-        conditions = cluster.md("broken").get("status", {}).get("conditions", [])
-        return next((c for c in conditions if c["type"] == "SpecValid"), None)
-
-    condition = wait_for(spec_valid, what="SpecValid")
+    condition = wait_for(lambda: cluster.conditions("broken").get("SpecValid"), what="SpecValid")
     assert condition["status"] == "False"
     assert condition["reason"] == "InvalidSpec"
     assert "spec.resources.gpu.count" in condition["message"]
     assert cluster.md("broken")["status"]["phase"] == "Failed"
-
-    def invalid_spec_event() -> dict[str, Any] | None:
-        events = (cluster.get(EVENTS) or {}).get("items", [])
-        return next(
-            (
-                e
-                for e in events
-                if e.get("reason") == "InvalidSpec" and e["involvedObject"]["name"] == "broken"
-            ),
-            None,
-        )
-
-    event = wait_for(invalid_spec_event, what="an InvalidSpec Event")
+    event = cluster.wait_event("broken", "InvalidSpec")
     assert event["type"] == "Warning"
     assert "spec.resources.gpu.count" in event["message"]
     assert cluster.get(f"{DEPLOYMENTS}/broken") is None
@@ -254,11 +228,10 @@ def test_invalid_update_leaves_the_children_alone(cluster: Cluster) -> None:
     before = cluster.wait_get(f"{DEPLOYMENTS}/stable")
     cluster.patch(f"{MD_PATH}/stable", {"spec": {"engine": {"quantization": "int3"}}})
     wait_for(
-        lambda: any(
-            c["type"] == "SpecValid"
+        lambda: (
+            (c := cluster.conditions("stable").get("SpecValid"))
             and c["status"] == "False"
             and "spec.engine.quantization" in c["message"]
-            for c in cluster.md("stable").get("status", {}).get("conditions", [])
         ),
         what="SpecValid=False for spec.engine.quantization",
     )
@@ -274,22 +247,9 @@ def test_deleted_child_is_restored(cluster: Cluster) -> None:
     assert cluster.http.delete(f"{SERVICES}/phi").status_code == 200
     assert cluster.http.delete(f"{DEPLOYMENTS}/phi").status_code == 200
 
-    restored = wait_for(
-        lambda: (
-            (s := cluster.get(f"{SERVICES}/phi"))
-            and s["metadata"]["uid"] != service["metadata"]["uid"]
-            and s
-        ),
-        what="the Service to be recreated",
-    )
+    restored = cluster.wait_recreated(f"{SERVICES}/phi", service)
     assert restored["spec"]["ports"][0]["port"] == 8000
-    wait_for(
-        lambda: (
-            (d := cluster.get(f"{DEPLOYMENTS}/phi"))
-            and d["metadata"]["uid"] != deployment["metadata"]["uid"]
-        ),
-        what="the Deployment to be recreated",
-    )
+    cluster.wait_recreated(f"{DEPLOYMENTS}/phi", deployment)
 
 
 def test_deleted_scaled_object_and_cache_claim_are_restored(cluster: Cluster) -> None:
@@ -303,23 +263,9 @@ def test_deleted_scaled_object_and_cache_claim_are_restored(cluster: Cluster) ->
     assert cluster.http.delete(f"{SCALED_OBJECTS}/falcon").status_code == 200
     assert cluster.http.delete(f"{claims}/falcon-cache").status_code == 200
 
-    restored = wait_for(
-        lambda: (
-            (o := cluster.get(f"{SCALED_OBJECTS}/falcon"))
-            and o["metadata"]["uid"] != scaled["metadata"]["uid"]
-            and o
-        ),
-        what="the ScaledObject to be recreated",
-    )
+    restored = cluster.wait_recreated(f"{SCALED_OBJECTS}/falcon", scaled)
     assert restored["spec"]["maxReplicaCount"] == 2
-    recreated = wait_for(
-        lambda: (
-            (c := cluster.get(f"{claims}/falcon-cache"))
-            and c["metadata"]["uid"] != claim["metadata"]["uid"]
-            and c
-        ),
-        what="the cache claim to be recreated",
-    )
+    recreated = cluster.wait_recreated(f"{claims}/falcon-cache", claim)
     assert recreated["spec"]["resources"]["requests"]["storage"] == "20Gi"
 
 

@@ -17,7 +17,6 @@ from tests.operator.kube_emulator import crd_object
 from tests.operator.operator_process import (
     CRDS,
     DEPLOYMENTS,
-    EVENTS,
     HPAS,
     MD_PATH,
     NS,
@@ -50,15 +49,11 @@ def lws_installed(cluster: Cluster) -> Cluster:
     return cluster
 
 
-def ready_condition(md: dict[str, Any]) -> dict[str, Any]:
-    return next((c for c in md.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
-
-
 def test_without_lws_installed_a_condition_says_so_until_it_is_installed(cluster: Cluster) -> None:
     cluster.create_md("early", TWO_NODES)
     condition = wait_for(
         lambda: (
-            (c := ready_condition(cluster.md("early"))).get("reason")
+            (c := cluster.conditions("early").get("Ready", {})).get("reason")
             == "LeaderWorkerSetNotInstalled"
             and c
         ),
@@ -69,18 +64,7 @@ def test_without_lws_installed_a_condition_says_so_until_it_is_installed(cluster
     assert "spec.resources.nodes 2" in condition["message"]
     assert "lws.sigs.k8s.io" in condition["message"]
     assert cluster.md("early")["status"]["phase"] == "Failed"
-    event = wait_for(
-        lambda: next(
-            (
-                e
-                for e in cluster.get(EVENTS)["items"]  # type: ignore[index]
-                if e["reason"] == "LeaderWorkerSetNotInstalled"
-                and e["involvedObject"]["name"] == "early"
-            ),
-            None,
-        ),
-        what="a LeaderWorkerSetNotInstalled Event",
-    )
+    event = cluster.wait_event("early", "LeaderWorkerSetNotInstalled")
     assert event["type"] == "Warning"
     # Nothing was created meanwhile: not a Deployment pretending to be the model.
     assert cluster.get(f"{DEPLOYMENTS}/early") is None
@@ -133,7 +117,7 @@ def test_create_with_two_nodes_makes_a_leader_worker_set_and_a_leader_only_servi
     )
     assert status["workloadKind"] == "LeaderWorkerSet"
     assert (status["replicas"], status["readyReplicas"]) == (2, 2)
-    assert ready_condition(cluster.md("llama"))["message"] == "2/2 replicas ready"
+    assert cluster.conditions("llama")["Ready"]["message"] == "2/2 replicas ready"
 
     cluster.patch(f"{LWS_PATH}/llama/status", {"status": {"readyReplicas": 1}})
     wait_for(lambda: cluster.md("llama")["status"]["phase"] == "Degraded", what="phase Degraded")
@@ -202,10 +186,4 @@ def test_deleted_leader_worker_set_is_restored(lws_installed: Cluster) -> None:
     cluster.create_md("restored", TWO_NODES)
     first = cluster.wait_get(f"{LWS_PATH}/restored")
     assert cluster.http.delete(f"{LWS_PATH}/restored").status_code == 200
-    wait_for(
-        lambda: (
-            (g := cluster.get(f"{LWS_PATH}/restored"))
-            and g["metadata"]["uid"] != first["metadata"]["uid"]
-        ),
-        what="the LeaderWorkerSet recreated",
-    )
+    cluster.wait_recreated(f"{LWS_PATH}/restored", first)

@@ -20,7 +20,6 @@ import pytest
 from tests.operator.kube_emulator import HANG, Emulator, start_emulator
 from tests.operator.operator_process import (
     DEPLOYMENTS,
-    EVENTS,
     JOBS,
     NS,
     Cluster,
@@ -82,16 +81,6 @@ def reconciles(process: OperatorProcess, trigger: str) -> float:
     )
 
 
-def condition(md: dict[str, Any], type_: str) -> dict[str, Any]:
-    conditions = (md.get("status") or {}).get("conditions") or []
-    return next((c for c in conditions if c["type"] == type_), {})
-
-
-def events_for(cluster: Cluster, name: str, reason: str) -> list[dict[str, Any]]:
-    items = (cluster.get(EVENTS) or {}).get("items", [])
-    return [e for e in items if e["involvedObject"]["name"] == name and e["reason"] == reason]
-
-
 def test_a_restart_on_an_unchanged_cluster_sends_no_writes(
     emulator: Emulator, operator: Operator, record_property: Any
 ) -> None:
@@ -107,7 +96,7 @@ def test_a_restart_on_an_unchanged_cluster_sends_no_writes(
         cluster.create_md(name, spec)
     for name in specs:
         wait_for(
-            lambda n=name: condition(cluster.md(n), "SpecValid").get("status") == "True",
+            lambda n=name: cluster.conditions(n).get("SpecValid", {}).get("status") == "True",
             timeout=60,
             what=f"{name} reconciled with its status written",
         )
@@ -153,7 +142,8 @@ def test_a_deployment_it_does_not_own_is_reported_and_left_alone(
 
     ready = wait_for(
         lambda: (
-            (c := condition(cluster.md("llama"), "Ready")).get("reason") == "ChildConflict" and c
+            (c := cluster.conditions("llama").get("Ready", {})).get("reason") == "ChildConflict"
+            and c
         ),
         timeout=60,
         what="Ready=False naming the Deployment it does not own",
@@ -162,7 +152,7 @@ def test_a_deployment_it_does_not_own_is_reported_and_left_alone(
     assert f"Deployment {NS}/llama" in ready["message"]
     assert len(ready["message"]) < 200
     time.sleep(4.0)  # several retries later
-    assert len(events_for(cluster, "llama", "ChildConflict")) == 1
+    assert len(cluster.events("llama", "ChildConflict")) == 1
     after = cluster.get(f"{DEPLOYMENTS}/llama")
     assert after is not None
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
@@ -178,7 +168,9 @@ def test_a_failing_reconcile_shows_in_the_status_with_a_short_true_message(
     operator.start()
     cluster.create_md("phi", {"model": MODEL})
     failed = wait_for(
-        lambda: (c := condition(cluster.md("phi"), "Reconciled")).get("status") == "False" and c,
+        lambda: (
+            (c := cluster.conditions("phi").get("Reconciled", {})).get("status") == "False" and c
+        ),
         timeout=60,
         what="Reconciled=False while the API server fails",
     )
@@ -194,7 +186,7 @@ def test_a_failing_reconcile_shows_in_the_status_with_a_short_true_message(
     recovery = time.monotonic() - healed
     record_property("recovery_seconds", round(recovery, 2))
     wait_for(
-        lambda: condition(cluster.md("phi"), "Reconciled") == {},
+        lambda: "Reconciled" not in cluster.conditions("phi"),
         timeout=30,
         what="the failure condition to clear",
     )
@@ -209,7 +201,9 @@ def test_a_conflict_on_create_is_not_called_vanished(
     operator.start()
     cluster.create_md("gemma", {"model": MODEL})
     failed = wait_for(
-        lambda: (c := condition(cluster.md("gemma"), "Reconciled")).get("status") == "False" and c,
+        lambda: (
+            (c := cluster.conditions("gemma").get("Reconciled", {})).get("status") == "False" and c
+        ),
         timeout=60,
         what="Reconciled=False after the 409",
     )

@@ -15,10 +15,10 @@ import httpx
 import openai
 import pytest
 
+from tests.operator.kube_emulator import crd_object
 from tests.operator.operator_process import (
     CRDS,
     DEPLOYMENTS,
-    EVENTS,
     MD_PATH,
     NS,
     SCALED_OBJECTS,
@@ -62,29 +62,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, models_port: int) -> Itera
 @pytest.fixture
 def crds(cluster: Cluster) -> Cluster:
     """The cluster with the InferencePool and HTTPRoute CRDs installed."""
-    for kind, plural, group in (
-        ("InferencePool", "inferencepools", "inference.networking.k8s.io"),
-        ("HTTPRoute", "httproutes", "gateway.networking.k8s.io"),
+    for name in (
+        "inferencepools.inference.networking.k8s.io",
+        "httproutes.gateway.networking.k8s.io",
     ):
-        if cluster.get(f"{CRDS}/{plural}.{group}") is None:
-            crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-                   "metadata": {"name": f"{plural}.{group}"},
-                   "spec": {"group": group, "scope": "Namespaced",
-                            "names": {"kind": kind, "plural": plural,
-                                      "singular": kind.lower()},
-                            "versions": [{"name": "v1", "served": True, "storage": True}]}}  # fmt: skip
-            assert cluster.http.post(CRDS, json=crd).status_code in (200, 201)
+        if cluster.get(f"{CRDS}/{name}") is None:
+            assert cluster.http.post(CRDS, json=crd_object(name)).status_code in (200, 201)
     return cluster
-
-
-def condition(cluster: Cluster, name: str, type_: str) -> dict[str, Any] | None:
-    conditions = cluster.md(name).get("status", {}).get("conditions", [])
-    return next((c for c in conditions if c["type"] == type_), None)
 
 
 def routed_is(cluster: Cluster, name: str, status: str, reason: str | None = None) -> Any:
     def probe() -> dict[str, Any] | None:
-        found = condition(cluster, name, "Routed")
+        found = cluster.conditions(name).get("Routed")
         if found and found["status"] == status and reason in (None, found["reason"]):
             return found
         return None
@@ -100,14 +89,7 @@ def test_missing_routing_crds_keep_serving_and_say_what_to_install(cluster: Clus
     cluster.wait_get(f"{DEPLOYMENTS}/early")  # the model serves on its Service regardless
     found = routed_is(cluster, "early", "False", "RoutingCRDsMissing")
     assert "inferencepools.inference.networking.k8s.io" in found["message"]
-    event = wait_for(
-        lambda: next(
-            (e for e in (cluster.get(EVENTS) or {}).get("items", [])
-             if e["involvedObject"]["name"] == "early" and e["reason"] == "RoutingUnavailable"),
-            None,
-        ),
-        what="a RoutingUnavailable Event",
-    )  # fmt: skip
+    event = cluster.wait_event("early", "RoutingUnavailable")
     assert event["type"] == "Warning"
     assert cluster.get(f"{POOLS}/early") is None
 
@@ -140,7 +122,7 @@ def test_routing_makes_pool_picker_and_route_and_removing_it_prunes_them(crds: C
                  f"{SERVICES}/qwen-epp", f"{CONFIG_MAPS}/qwen-epp", f"{ACCOUNTS}/qwen-epp",
                  f"{BINDINGS}/qwen-epp"):  # fmt: skip
         wait_for(lambda p=path: cluster.get(p) is None, what=f"{path} to be deleted")
-    wait_for(lambda: condition(cluster, "qwen", "Routed") is None, what="Routed to go away")
+    wait_for(lambda: "Routed" not in cluster.conditions("qwen"), what="Routed to go away")
     assert cluster.get(f"{DEPLOYMENTS}/qwen") is not None  # the model itself stays
     assert cluster.get(f"{SERVICES}/qwen") is not None
 
@@ -153,7 +135,7 @@ def test_without_routing_no_routing_children_exist(crds: Cluster) -> None:
              what="a status")  # fmt: skip
     for path in (f"{POOLS}/plain", f"{ROUTES}/plain", f"{DEPLOYMENTS}/plain-epp"):
         assert cluster.get(path) is None
-    assert condition(cluster, "plain", "Routed") is None
+    assert "Routed" not in cluster.conditions("plain")
 
 
 def test_an_adapter_adds_a_route_match(crds: Cluster) -> None:
@@ -179,7 +161,7 @@ def test_scale_to_zero_is_accepted_only_with_routing(crds: Cluster) -> None:
     autoscaling = {"provider": "keda", "minReplicas": 0, "maxReplicas": 2,
                    "prometheusAddress": "http://prometheus.monitoring:9090"}  # fmt: skip
     cluster.create_md("sleepy", {"model": MODEL, "autoscaling": autoscaling})
-    invalid = wait_for(lambda: condition(cluster, "sleepy", "SpecValid"), what="SpecValid")
+    invalid = wait_for(lambda: cluster.conditions("sleepy").get("SpecValid"), what="SpecValid")
     assert invalid["status"] == "False"
     assert "spec.autoscaling.minReplicas" in invalid["message"]
     assert "spec.routing" in invalid["message"]
@@ -190,7 +172,7 @@ def test_scale_to_zero_is_accepted_only_with_routing(crds: Cluster) -> None:
     assert scaled["spec"]["minReplicaCount"] == 0
     picker_trigger = scaled["spec"]["triggers"][1]
     assert "llm_d_epp_flow_control_queue_size" in picker_trigger["metadata"]["query"]
-    wait_for(lambda: (c := condition(cluster, "sleepy", "SpecValid")) and c["status"] == "True",
+    wait_for(lambda: (c := cluster.conditions("sleepy").get("SpecValid")) and c["status"] == "True",
              what="SpecValid=True")  # fmt: skip
 
 
@@ -271,11 +253,8 @@ def test_deleted_or_edited_routing_children_are_restored(crds: Cluster) -> None:
     cluster.patch(f"{CONFIG_MAPS}/gemma-epp", {"data": {"epp-config.yaml": "plugins: []\n"}})
     cluster.patch(f"{POOLS}/gemma", {"spec": {"targetPorts": [{"number": 9999}]}})
 
-    for path, old in ((f"{ROUTES}/gemma", route), (f"{BINDINGS}/gemma-epp", binding)):
-        wait_for(
-            lambda p=path, o=old: (n := cluster.get(p)) and n["metadata"]["uid"] != o["metadata"]["uid"],
-            what=f"{path} to be recreated",
-        )  # fmt: skip
+    cluster.wait_recreated(f"{ROUTES}/gemma", route)
+    cluster.wait_recreated(f"{BINDINGS}/gemma-epp", binding)
     wait_for(
         lambda: (c := cluster.get(f"{CONFIG_MAPS}/gemma-epp")) and c["data"] == config["data"],
         what="the picker config to be restored",

@@ -41,16 +41,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield cluster
 
 
-def conditions(cluster: Cluster, name: str) -> dict[str, dict[str, Any]]:
-    status = cluster.md(name).get("status") or {}
-    return {c["type"]: c for c in status.get("conditions") or []}
-
-
 def wait_condition(cluster: Cluster, name: str, type_: str, status: str) -> dict[str, Any]:
     return wait_for(
-        lambda: (c := conditions(cluster, name).get(type_)) and c["status"] == status and c,
+        lambda: (c := cluster.conditions(name).get(type_)) and c["status"] == status and c,
         what=f"{name} {type_}={status}",
-        details=lambda: json.dumps(conditions(cluster, name), indent=1),
+        details=lambda: json.dumps(cluster.conditions(name), indent=1),
     )
 
 
@@ -76,8 +71,8 @@ def test_fetch_job_gates_the_deployment_and_status_follows_it(cluster: Cluster) 
 
     fetching = wait_condition(cluster, "llama", "WeightsCached", "Unknown")
     assert fetching["reason"] == "Fetching" and "llama-fetch" in fetching["message"]
-    assert conditions(cluster, "llama")["GPUFit"]["status"] == "Unknown"
-    ready = conditions(cluster, "llama")["Ready"]
+    assert cluster.conditions("llama")["GPUFit"]["status"] == "Unknown"
+    ready = cluster.conditions("llama")["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "WaitingForWeights")
     time.sleep(1.0)  # the operator had time to make a Deployment: it must not have
     assert cluster.get(f"{DEPLOYMENTS}/llama") is None
@@ -146,7 +141,7 @@ def test_a_model_that_does_not_fit_holds_the_rollout_until_fit_check_warn(
     assert fit["reason"] == "DoesNotFit"
     assert "weights 131.4 GiB" in fit["message"]
     assert "engine.tensorParallelSize 4 fits" in fit["message"]
-    ready = conditions(cluster, "big")["Ready"]
+    ready = cluster.conditions("big")["Ready"]
     assert ready["reason"] == "DoesNotFitGPUs" and "fitCheck: Warn" in ready["message"]
     assert cluster.get(f"{DEPLOYMENTS}/big") is None
     claim = cluster.get(f"/api/v1/namespaces/{NS}/persistentvolumeclaims/big-cache")
@@ -154,7 +149,7 @@ def test_a_model_that_does_not_fit_holds_the_rollout_until_fit_check_warn(
 
     cluster.patch(f"{MD_PATH}/big", {"spec": {"resources": {"gpu": {"fitCheck": "Warn"}}}})
     cluster.wait_get(f"{DEPLOYMENTS}/big")
-    assert conditions(cluster, "big")["GPUFit"]["status"] == "False"  # still reported
+    assert cluster.conditions("big")["GPUFit"]["status"] == "False"  # still reported
 
 
 def test_a_failed_fetch_is_weights_cached_false_with_the_error(cluster: Cluster) -> None:
@@ -176,4 +171,4 @@ def test_without_a_cache_pods_download_themselves_and_no_job_is_made(cluster: Cl
     env = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "HF_HUB_OFFLINE" not in env
     assert cluster.get(f"{JOBS}/plain-fetch") is None
-    assert "WeightsCached" not in conditions(cluster, "plain")
+    assert "WeightsCached" not in cluster.conditions("plain")
