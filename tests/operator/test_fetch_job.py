@@ -65,12 +65,61 @@ def test_fetch_job_runs_the_fetch_command_on_the_cache_claim() -> None:
         ({"cache": {"size": "10Gi"}}, True),
         ({"cache": {"persistentVolumeClaim": "shared-models"}}, True),
         ({}, False),  # no cache: each pod downloads into its emptyDir, as before
-        ({"model": {"uri": "s3://bucket/llama"}, "cache": {"size": "10Gi"}}, False),
+        ({"model": {"uri": "s3://bucket/llama"}, "cache": {"size": "10Gi"}}, True),
+        ({"model": {"uri": "s3://bucket/llama"}}, False),  # no cache: vLLM streams the bucket
         ({"model": {"uri": "pvc://models/llama"}, "cache": {"size": "10Gi"}}, False),
     ],
 )
 def test_which_specs_prefetch(fields: dict[str, Any], expected: bool) -> None:
     assert needs_fetch(spec(**fields)) is expected
+
+
+def test_an_s3_model_with_a_cache_is_fetched_and_served_from_it() -> None:
+    s = parse_spec(
+        {
+            "model": {
+                "uri": "s3://models/llama/8b",
+                "awsCredentialsSecretRef": {"name": "s3-keys"},
+            },
+            "cache": {"size": "100Gi"},
+            "engine": {
+                "env": [
+                    {"name": "AWS_ENDPOINT_URL", "value": "http://minio.storage:9000"},
+                    {"name": "AWS_REGION", "value": "eu-west-1"},
+                    {"name": "VLLM_LOGGING_LEVEL", "value": "DEBUG"},
+                ]
+            },
+        }
+    )
+    container = build_fetch_job(OWNER, s, default_image=IMAGE)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["command"][-1] == "s3://models/llama/8b"
+    assert container["args"] == ["--summary-file", "/dev/termination-log", "--s3-dir", "/cache/s3"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (
+        env["AWS_ENDPOINT_URL"] == "http://minio.storage:9000" and env["AWS_REGION"] == "eu-west-1"
+    )
+    assert "VLLM_LOGGING_LEVEL" not in env  # the engine's own settings stay in the serving pod
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-keys"}}]
+    server = build_deployment(OWNER, s, default_image=IMAGE)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    args = server["args"]
+    assert args[args.index("--model") + 1] == "/cache/s3/models/llama/8b"
+    assert "--load-format" not in args  # a local directory, not the Run:ai streamer
+    assert {"name": "cache", "mountPath": "/cache", "readOnly": True} in server["volumeMounts"]
+    assert "envFrom" not in server  # the weights are local: the serving pods hold no S3 keys
+    streamed = parse_spec(
+        {"model": {"uri": "s3://models/llama/8b", "awsCredentialsSecretRef": {"name": "s3-keys"}}}
+    )
+    streamer = build_deployment(OWNER, streamed, default_image=IMAGE)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert streamer["envFrom"] == [{"secretRef": {"name": "s3-keys"}}]
+    streamed_args = streamer["args"]
+    assert streamed_args[streamed_args.index("--model") + 1] == "s3://models/llama/8b"
+    assert "runai_streamer" in streamed_args
 
 
 def test_source_hash_follows_model_revision_and_adapters_only() -> None:

@@ -7,6 +7,7 @@ and `tests/operator/test_engine_args.py` parses it with the server's own argumen
 from __future__ import annotations
 
 from modelplane import contract
+from modelplane.operator.fetch_sources import needs_fetch, s3_cache_path
 from modelplane.operator.spec import ModelDeploymentSpec, served_model_name
 
 MODELS_DIR = "/models"  # where a pvc:// model claim is mounted (read-only)
@@ -31,8 +32,8 @@ def model_argument(spec: ModelDeploymentSpec) -> str:
     if scheme == "pvc":
         _claim, _, inner = path.partition("/")
         return f"{MODELS_DIR}/{inner}".rstrip("/")
-    if scheme == "s3":
-        return spec.model.uri
+    if scheme == "s3":  # with a cache the fetch Job copied it there, else vLLM streams it
+        return s3_cache_path(spec) if needs_fetch(spec) else spec.model.uri
     return "/" + path.lstrip("/")  # file:///path -> /path
 
 
@@ -66,7 +67,7 @@ def engine_flags(spec: ModelDeploymentSpec, name: str) -> list[str]:
         "--served-model-name",
         served_model_name(spec, name),
     ]
-    if spec.uri_scheme == "s3":
+    if spec.uri_scheme == "s3" and not needs_fetch(spec):
         flags += ["--load-format", S3_LOAD_FORMAT]
     if spec.model.revision:
         flags += ["--revision", spec.model.revision]

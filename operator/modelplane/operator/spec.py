@@ -115,6 +115,12 @@ class SecretKeyRef(_Model):
     key: Annotated[str, Field(min_length=1, description="Key inside the Secret.")]
 
 
+class SecretRef(_Model):
+    name: Annotated[
+        str, Field(min_length=1, description="Name of the Secret in the same namespace.")
+    ]
+
+
 class ModelSource(_Model):
     uri: Annotated[
         str,
@@ -123,7 +129,8 @@ class ModelSource(_Model):
             description=(
                 "Where the weights come from: hf://org/name (Hugging Face Hub), pvc://claim/path "
                 "(an existing PersistentVolumeClaim, mounted read-only), s3://bucket/prefix "
-                "(streamed by vLLM's Run:ai model streamer), file:///path (baked into the image)."
+                "(copied into spec.cache by the fetch Job when a cache is set, else streamed by "
+                "vLLM's Run:ai model streamer), file:///path (baked into the image)."
             ),
         ),
     ]
@@ -140,6 +147,12 @@ class ModelSource(_Model):
     )
     hf_token_secret_ref: SecretKeyRef | None = Field(
         None, description="Secret key holding a Hugging Face token, exposed as HF_TOKEN."
+    )
+    aws_credentials_secret_ref: SecretRef | None = Field(
+        None,
+        description="Secret whose keys are AWS variables (AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY, optionally AWS_SESSION_TOKEN), exposed as environment (envFrom) "
+        "to what reads an s3:// model: the fetch Job with a cache, else the serving pods.",
     )
 
 

@@ -8,7 +8,8 @@ WeightsCached and GPUFit conditions and whether the serving Deployment may be cr
 
 Design: the operator never talks to the Hub. The GPU-fit facts (config.json, weight bytes by
 dtype) come from the Job that already has the network and the files; before the Job finished,
-or for sources without a Job (pvc://, s3://, file://), GPUFit is Unknown and holds nothing.
+or for sources without a Job (pvc://, file://, s3:// without a cache), GPUFit is Unknown and
+holds nothing.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def gpu_fit_condition(
         why = (
             "waiting for the fetch Job to report the model's config.json and weight sizes"
             if needs_fetch(spec)
-            else "no model metadata: only an hf:// model with a cache (a fetch Job) reports it"
+            else "no model metadata: only an hf:// or s3:// model with a cache (a fetch Job)"
+            " reports it"
         )
         return (GPU_FIT, "Unknown", "ModelMetadataUnknown", why)
     verdict = check_fit(summary.get("model"), fit_request(spec))

@@ -1,9 +1,9 @@
-"""Fill the model cache once: download hf://org/name[@revision] into the Hugging Face cache.
+"""Fill the model cache once: download hf://org/name[@revision] (or s3://bucket/prefix) into it.
 
 The operator runs this in the Job `<name>-fetch` before any serving pod starts:
 
     python -m modelplane.server.fetch hf://org/name[@revision] [--cache-dir DIR]
-        [--summary-file /dev/termination-log]
+        [s3://bucket/prefix --s3-dir DIR] [--summary-file /dev/termination-log]
 
 - Layout: the standard Hugging Face cache (`$HF_HOME/hub`), so serving pods with
   `HF_HUB_OFFLINE=1` find the files by repo id and revision without any network call.
@@ -23,8 +23,8 @@ The operator runs this in the Job `<name>-fetch` before any serving pod starts:
   printed as the last line and written to `--summary-file`, which the operator reads as the
   pod's termination message (kept under Kubernetes' 4096-byte limit).
 
-Only hf:// is fetched: s3:// models are streamed by vLLM's Run:ai streamer straight from the
-bucket and need no cache. Honours HF_ENDPOINT and HF_TOKEN like every huggingface_hub client.
+s3://bucket/prefix sources are fetched by fetch_s3.py (same guarantees, files under --s3-dir).
+Honours HF_ENDPOINT and HF_TOKEN like every huggingface_hub client, the AWS_* variables for S3.
 """
 
 from __future__ import annotations
@@ -180,11 +180,10 @@ class ProgressReporter:
     right whatever downloads the files, and a resumed run starts from the bytes already there.
     """
 
-    def __init__(
-        self, blobs: Path, files: list[RemoteFile], interval: float, source: str = ""
-    ) -> None:
-        self.blobs, self.files, self.interval, self.source = blobs, files, interval, source
-        self.total = sum(f.size for f in files)
+    def __init__(self, entries: list[tuple[Path, int]], interval: float, source: str = "") -> None:
+        """`entries`: each file's final path and published size."""
+        self.entries, self.interval, self.source = entries, interval, source
+        self.total = sum(size for _, size in entries)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fetch-progress", daemon=True)
         self.started = time.monotonic()
@@ -192,10 +191,10 @@ class ProgressReporter:
 
     def done(self) -> int:
         done = 0
-        for remote in self.files:
-            for name in (remote.cache_blob, remote.cache_blob + ".incomplete"):
+        for path, size in self.entries:
+            for candidate in (path, path.with_name(path.name + ".incomplete")):
                 try:
-                    done += min((self.blobs / name).stat().st_size, remote.size)
+                    done += min(candidate.stat().st_size, size)
                     break
                 except OSError:
                     continue
@@ -345,9 +344,8 @@ def fetch(
     if not complete:
         headers = build_hf_headers()  # HF_TOKEN, user agent
         (storage / "blobs").mkdir(parents=True, exist_ok=True)
-        with ProgressReporter(
-            storage / "blobs", files, progress_interval, f"hf://{source.repo_id}"
-        ) as progress:
+        blobs = [(storage / "blobs" / f.cache_blob, f.size) for f in files]
+        with ProgressReporter(blobs, progress_interval, f"hf://{source.repo_id}") as progress:
             try:
                 with ThreadPoolExecutor(max_workers=PARALLEL_FILES) as pool:
                     list(
@@ -381,7 +379,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "sources",
         nargs="+",
         metavar="source",
-        help="hf://org/name[@revision]: the model, then any LoRA adapters (fetched in order).",
+        help="hf://org/name[@revision] or s3://bucket/prefix: the model, then any LoRA adapters"
+        " (fetched in order).",
     )
     parser.add_argument(
         "--revision", help="Branch, tag or commit of the first source (overrides @revision)."
@@ -390,6 +389,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cache-dir",
         type=Path,
         help="Hugging Face hub cache directory (default: $HF_HUB_CACHE, i.e. $HF_HOME/hub).",
+    )
+    parser.add_argument(
+        "--s3-dir",
+        type=Path,
+        help="Where s3://bucket/prefix objects go: DIR/bucket/prefix/... (the --model path).",
     )
     parser.add_argument(
         "--summary-file",
@@ -409,12 +413,28 @@ def main(argv: list[str] | None = None) -> int:
 
     cache_dir = args.cache_dir or Path(constants.HF_HUB_CACHE)
     try:
-        sources = [Source.parse(args.sources[0], args.revision)]
-        sources += [Source.parse(uri) for uri in args.sources[1:]]
-        summaries = [
-            fetch(source, cache_dir, progress_interval=args.progress_interval, verify=args.verify)
-            for source in sources
-        ]
+        summaries = []
+        for index, uri in enumerate(args.sources):
+            if uri.startswith("s3://"):
+                from modelplane.server.fetch_s3 import S3Source, fetch_s3
+
+                if args.s3_dir is None:
+                    raise FetchError("s3:// sources need --s3-dir (where the objects go)")
+                summaries.append(
+                    fetch_s3(
+                        S3Source.parse(uri),
+                        args.s3_dir,
+                        progress_interval=args.progress_interval,
+                        verify=args.verify,
+                    )
+                )
+                continue
+            source = Source.parse(uri, args.revision if index == 0 else None)
+            summaries.append(
+                fetch(
+                    source, cache_dir, progress_interval=args.progress_interval, verify=args.verify
+                )
+            )
         # The model's summary (its facts size the GPUs); adapters by source, commit and bytes.
         summary = summaries[0]
         if len(summaries) > 1:

@@ -130,6 +130,10 @@ def build_container(
     }
     if spec.image_pull_policy:
         container["imagePullPolicy"] = spec.image_pull_policy
+    secret = spec.model.aws_credentials_secret_ref
+    if secret is not None and spec.uri_scheme == "s3" and not needs_fetch(spec):
+        # Streamed from the bucket (no cache): the pods need the keys; with a cache only the Job.
+        container["envFrom"] = [{"secretRef": {"name": secret.name}}]
     return container
 
 

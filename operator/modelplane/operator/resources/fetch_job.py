@@ -1,7 +1,8 @@
 """The Job `<name>-fetch`: fills the model cache once, before any serving pod starts.
 
 It runs the server image's fetch command (`python3 -m modelplane.server.fetch`) with the cache
-volume mounted read-write. Its last words (the summary JSON: commit, bytes, duration, the model's
+volume mounted read-write: hf:// sources into the Hugging Face cache (HF_HOME), an s3:// model
+under /cache/s3/<bucket>/<prefix>. Its last words (the summary JSON: commit, bytes, duration, the model's
 config and weight bytes) are the container's termination message, which the operator copies onto
 the Job as an annotation: the Job is the durable record of what is in the cache.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelplane.operator.fetch_sources import fetch_sources, source_hash
+from modelplane.operator.fetch_sources import S3_CACHE_DIR, fetch_sources, source_hash
 from modelplane.operator.resources.deployment import (
     CACHE_DIR,
     HF_HOME,
@@ -46,13 +47,19 @@ def build_fetch_job(
         env.append(
             {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
         )
-    env += [{"name": v.name, "value": v.value} for v in spec.engine.env if v.name.startswith("HF_")]
+    # The hub's and S3's settings (HF_ENDPOINT, AWS_ENDPOINT_URL, AWS_REGION, AWS_* keys...).
+    env += [
+        {"name": v.name, "value": v.value}
+        for v in spec.engine.env
+        if v.name.startswith(("HF_", "AWS_"))
+    ]
     cache_volume = next(v for v in build_volumes(owner, spec) if v["name"] == "cache")
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": spec.image or default_image,
         "command": ["python3", "-m", "modelplane.server.fetch", *fetch_sources(spec)],
-        "args": ["--summary-file", "/dev/termination-log"],
+        "args": ["--summary-file", "/dev/termination-log"]
+        + (["--s3-dir", S3_CACHE_DIR] if spec.uri_scheme == "s3" else []),
         "env": env,
         "volumeMounts": [
             {"name": "cache", "mountPath": CACHE_DIR},
@@ -66,6 +73,8 @@ def build_fetch_job(
     }
     if spec.image_pull_policy:
         container["imagePullPolicy"] = spec.image_pull_policy
+    if spec.uri_scheme == "s3" and spec.model.aws_credentials_secret_ref is not None:
+        container["envFrom"] = [{"secretRef": {"name": spec.model.aws_credentials_secret_ref.name}}]
     pod_labels = labels(owner, "fetch")
     job_spec = {
         "backoffLimit": BACKOFF_LIMIT,
