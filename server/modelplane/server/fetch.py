@@ -82,10 +82,19 @@ class RemoteFile:
         return self.sha256 or self.blob_id
 
 
+_LOG_LOCK = threading.Lock()
+
+
 def log(event: str, **fields: Any) -> None:
-    """One JSON object per line on stdout: what a pod's log (and the operator) can read."""
+    """One JSON object per line on stdout: what a pod's log (and the operator) can read.
+
+    One write per line under a lock: print() writes the text and the newline separately, so the
+    download threads and the progress thread could otherwise glue two objects on one line."""
     line = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event, **fields}
-    print(json.dumps(line, separators=(",", ":")), flush=True)
+    text = json.dumps(line, separators=(",", ":")) + "\n"
+    with _LOG_LOCK:
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
 
 def file_digest(path: Path, remote: RemoteFile) -> str:
@@ -208,7 +217,8 @@ class ProgressReporter:
             source=self.source,
             bytesDone=done,
             bytesTotal=self.total,
-            bytesPerSecond=int((done - self.initial) / elapsed),
+            # Since this run started; never negative (a corrupt partial file is dropped).
+            bytesPerSecond=max(0, int((done - self.initial) / elapsed)),
         )
 
     def _run(self) -> None:
