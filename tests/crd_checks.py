@@ -12,6 +12,24 @@ from typing import Any
 
 import cel
 
+from modelplane.operator import crd
+
+
+def model_deployment_schema() -> dict[str, Any]:
+    """The openAPIV3Schema of the ModelDeployment CRD the operator generates from spec.py."""
+    schema: dict[str, Any] = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def model_deployment(spec: dict[str, Any], name: str = "qwen3-8b") -> dict[str, Any]:
+    """A ModelDeployment object around `spec` (a copy), as a client would send it."""
+    return {
+        "apiVersion": "modelplane.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": "ml"},
+        "spec": copy.deepcopy(spec),
+    }
+
 
 def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
     """The API server's structural defaulting, which runs before validation and CEL."""

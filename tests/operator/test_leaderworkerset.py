@@ -12,7 +12,6 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from modelplane.operator import crd
 from modelplane.operator.resources import ChildRef, Owner, plan_children
 from modelplane.operator.resources import leaderworkerset as lws
 from modelplane.operator.resources.autoscaler import build_hpa, build_scaled_object, keda_query
@@ -21,7 +20,13 @@ from modelplane.operator.resources.inferencepool import build_inference_pool
 from modelplane.operator.resources.pdb import build_pdb
 from modelplane.operator.resources.service import build_service
 from modelplane.operator.spec import SpecError, parse_spec
-from tests.crd_checks import apply_defaults, cel_failures, strict
+from tests.crd_checks import (
+    apply_defaults,
+    cel_failures,
+    model_deployment,
+    model_deployment_schema,
+    strict,
+)
 
 LWS_CRD = Path(__file__).parent / "schemas" / "leaderworkerset.x-k8s.io_leaderworkersets.yaml"
 REPO = Path(__file__).resolve().parents[2]
@@ -122,16 +127,8 @@ def test_bad_node_counts_name_the_field_in_the_operator_and_in_cel(resources, en
     with pytest.raises(SpecError) as error:
         parse_spec(body)
     assert error.value.field == field
-    schema = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    obj = apply_defaults(
-        schema,
-        {
-            "apiVersion": "modelplane.io/v1alpha1",
-            "kind": "ModelDeployment",
-            "metadata": {"name": "x"},
-            "spec": copy.deepcopy(body),
-        },
-    )
+    schema = model_deployment_schema()
+    obj = apply_defaults(schema, model_deployment(body))
     structurally_valid = jsonschema.Draft4Validator(schema).is_valid(obj)
     assert not structurally_valid or any(field in m for m in cel_failures(schema, obj)), (
         "the API server must reject it too"
@@ -140,16 +137,8 @@ def test_bad_node_counts_name_the_field_in_the_operator_and_in_cel(resources, en
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_valid_multi_node_specs_pass_the_crd_schema_and_cel(name):
-    schema = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    obj = apply_defaults(
-        schema,
-        {
-            "apiVersion": "modelplane.io/v1alpha1",
-            "kind": "ModelDeployment",
-            "metadata": {"name": "x"},
-            "spec": copy.deepcopy(VARIANTS[name]),
-        },
-    )
+    schema = model_deployment_schema()
+    obj = apply_defaults(schema, model_deployment(VARIANTS[name]))
     jsonschema.Draft4Validator(schema).validate(obj)
     assert cel_failures(schema, obj) == []
 

@@ -14,7 +14,7 @@ from modelplane.operator import crd
 from modelplane.operator.resources import Owner, plan_children
 from modelplane.operator.spec import CROSS_FIELD_RULES, SpecError, parse_spec
 from tests import crd_checks
-from tests.crd_checks import apply_defaults, strict
+from tests.crd_checks import apply_defaults, model_deployment, model_deployment_schema, strict
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "modelplane.io_modeldeployments.yaml"
@@ -101,19 +101,6 @@ def all_children() -> list[dict[str, Any]]:
         )
         children += plan.create + plan.apply
     return children
-
-
-def crd_schema() -> dict[str, Any]:
-    return crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-
-
-def md(spec: dict[str, Any], name: str = "qwen3-8b") -> dict[str, Any]:
-    return {
-        "apiVersion": "modelplane.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name, "namespace": "ml"},
-        "spec": copy.deepcopy(spec),
-    }
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -204,7 +191,7 @@ def walk(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, An
 
 
 def test_crd_schema_is_structural_with_descriptions():
-    for path, node in walk(crd_schema()):
+    for path, node in walk(model_deployment_schema()):
         assert ("$ref" not in node and "anyOf" not in node) or node.get(
             "x-kubernetes-int-or-string"
         ), path
@@ -214,7 +201,7 @@ def test_crd_schema_is_structural_with_descriptions():
 
 
 def test_crd_has_defaults_enums_and_bounds():
-    spec = crd_schema()["properties"]["spec"]["properties"]
+    spec = model_deployment_schema()["properties"]["spec"]["properties"]
     engine = spec["engine"]["properties"]
     assert engine["tensorParallelSize"]["default"] == 1
     assert engine["tensorParallelSize"]["minimum"] == 1
@@ -234,17 +221,17 @@ def test_crd_has_defaults_enums_and_bounds():
 
 def openapi_validator() -> jsonschema.Draft4Validator:
     # OpenAPI v3.0 schemas use draft-4 semantics (boolean exclusiveMinimum).
-    return jsonschema.Draft4Validator(crd_schema())
+    return jsonschema.Draft4Validator(model_deployment_schema())
 
 
 def cel_failures(obj: dict[str, Any]) -> list[str]:
     """The messages of the CEL rules the (defaulted) object breaks."""
-    return crd_checks.cel_failures(crd_schema(), obj)
+    return crd_checks.cel_failures(model_deployment_schema(), obj)
 
 
 @pytest.mark.parametrize("name", list(EXAMPLES))
 def test_crd_schema_accepts_the_examples_after_defaulting(name):
-    obj = apply_defaults(crd_schema(), md(EXAMPLES[name]))
+    obj = apply_defaults(model_deployment_schema(), model_deployment(EXAMPLES[name]))
     openapi_validator().validate(obj)
     assert cel_failures(obj) == []
     assert obj["spec"]["engine"]["tensorParallelSize"] >= 1  # defaults landed
@@ -263,7 +250,7 @@ def test_repository_examples_pass_the_crd_schema_and_the_operator():
             if not doc or doc.get("kind") != "ModelDeployment":
                 continue
             doc.setdefault("metadata", {}).setdefault("namespace", "default")
-            obj = apply_defaults(crd_schema(), doc)
+            obj = apply_defaults(model_deployment_schema(), doc)
             openapi_validator().validate(obj)
             assert cel_failures(obj) == [], path
             parse_spec(obj)
@@ -283,7 +270,9 @@ def test_repository_examples_pass_the_crd_schema_and_the_operator():
 )
 def test_crd_schema_rejects_bad_values(spec):
     with pytest.raises(jsonschema.ValidationError):
-        openapi_validator().validate(apply_defaults(crd_schema(), md(spec)))
+        openapi_validator().validate(
+            apply_defaults(model_deployment_schema(), model_deployment(spec))
+        )
 
 
 CROSS_FIELD_CASES = [
@@ -346,7 +335,7 @@ CROSS_FIELD_CASES = [
 
 @pytest.mark.parametrize("spec", CROSS_FIELD_CASES)
 def test_cel_rules_and_the_operator_agree(spec):
-    obj = apply_defaults(crd_schema(), md(spec))
+    obj = apply_defaults(model_deployment_schema(), model_deployment(spec))
     failures = cel_failures(obj)
     try:
         parse_spec(spec)
@@ -362,7 +351,7 @@ def test_cel_rules_and_the_operator_agree(spec):
 def test_every_cross_field_rule_is_in_the_crd():
     rules = [
         r["rule"]
-        for _, node in walk(crd_schema())
+        for _, node in walk(model_deployment_schema())
         for r in node.get("x-kubernetes-validations", [])
     ]
     for rule in CROSS_FIELD_RULES:
@@ -371,7 +360,9 @@ def test_every_cross_field_rule_is_in_the_crd():
 
 
 def test_cel_rejects_a_name_that_cannot_name_a_service():
-    obj = apply_defaults(crd_schema(), md(EXAMPLES["minimal"], name="9-lives"))
+    obj = apply_defaults(
+        model_deployment_schema(), model_deployment(EXAMPLES["minimal"], name="9-lives")
+    )
     assert cel_failures(obj) == ["metadata.name must be a DNS-1035 label (it names the Service)"]
 
 
@@ -390,7 +381,9 @@ TYPE_CASES = [
 @pytest.mark.parametrize(("fields", "valid"), TYPE_CASES)
 def test_the_crd_schema_and_the_operator_agree_on_types(fields, valid):
     spec = {"model": {"uri": "hf://o/m"}, **fields}
-    schema_ok = openapi_validator().is_valid(apply_defaults(crd_schema(), md(spec)))
+    schema_ok = openapi_validator().is_valid(
+        apply_defaults(model_deployment_schema(), model_deployment(spec))
+    )
     try:
         parse_spec(spec)
         operator_ok = True
