@@ -90,6 +90,17 @@ class Cluster:
         status = self.md(name).get("status") or {}
         return {c["type"]: c for c in status.get("conditions") or []}
 
+    def wait_condition(
+        self, name: str, type_: str, status: str, timeout: float = 20.0
+    ) -> dict[str, Any]:
+        """The condition `type_` of ModelDeployment `name` once its status is `status`."""
+        return wait_for(
+            lambda: (c := self.conditions(name).get(type_)) and c["status"] == status and c,
+            timeout,
+            what=f"{name} {type_}={status}",
+            details=lambda: self.conditions(name),
+        )
+
     def events(self, name: str, reason: str) -> list[dict[str, Any]]:
         """The Events about the object `name` with this reason."""
         items = (self.get(EVENTS) or {}).get("items", [])

@@ -94,12 +94,8 @@ def test_a_restart_on_an_unchanged_cluster_sends_no_writes(
     first = operator.start()
     for name, spec in specs.items():
         cluster.create_md(name, spec)
-    for name in specs:
-        wait_for(
-            lambda n=name: cluster.conditions(n).get("SpecValid", {}).get("status") == "True",
-            timeout=60,
-            what=f"{name} reconciled with its status written",
-        )
+    for name in specs:  # reconciled, with its status written
+        cluster.wait_condition(name, "SpecValid", "True", timeout=60)
     time.sleep(1.0)  # the Deployment events of the first reconciles settle
     operator.stop()
 
@@ -167,13 +163,7 @@ def test_a_failing_reconcile_shows_in_the_status_with_a_short_true_message(
     emulator.emulator.faults["POST", "deployments", None] = 500
     operator.start()
     cluster.create_md("phi", {"model": MODEL})
-    failed = wait_for(
-        lambda: (
-            (c := cluster.conditions("phi").get("Reconciled", {})).get("status") == "False" and c
-        ),
-        timeout=60,
-        what="Reconciled=False while the API server fails",
-    )
+    failed = cluster.wait_condition("phi", "Reconciled", "False", timeout=60)
     assert failed["reason"] == "ApiError"
     assert "Deployment" in failed["message"] and "500" in failed["message"]
     assert len(failed["message"]) < 200
@@ -200,13 +190,7 @@ def test_a_conflict_on_create_is_not_called_vanished(
     emulator.emulator.faults["POST", "services", None] = 409
     operator.start()
     cluster.create_md("gemma", {"model": MODEL})
-    failed = wait_for(
-        lambda: (
-            (c := cluster.conditions("gemma").get("Reconciled", {})).get("status") == "False" and c
-        ),
-        timeout=60,
-        what="Reconciled=False after the 409",
-    )
+    failed = cluster.wait_condition("gemma", "Reconciled", "False", timeout=60)
     assert "vanished" not in failed["message"]
     assert "Service" in failed["message"] and "409" in failed["message"]
 

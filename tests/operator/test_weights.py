@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -41,14 +40,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield cluster
 
 
-def wait_condition(cluster: Cluster, name: str, type_: str, status: str) -> dict[str, Any]:
-    return wait_for(
-        lambda: (c := cluster.conditions(name).get(type_)) and c["status"] == status and c,
-        what=f"{name} {type_}={status}",
-        details=lambda: json.dumps(cluster.conditions(name), indent=1),
-    )
-
-
 def test_fetch_job_gates_the_deployment_and_status_follows_it(cluster: Cluster) -> None:
     cluster.create_md(
         "llama",
@@ -69,7 +60,7 @@ def test_fetch_job_gates_the_deployment_and_status_follows_it(cluster: Cluster) 
     claim = cluster.wait_get(f"/api/v1/namespaces/{NS}/persistentvolumeclaims/llama-cache")
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # four replicas, many nodes
 
-    fetching = wait_condition(cluster, "llama", "WeightsCached", "Unknown")
+    fetching = cluster.wait_condition("llama", "WeightsCached", "Unknown")
     assert fetching["reason"] == "Fetching" and "llama-fetch" in fetching["message"]
     assert cluster.conditions("llama")["GPUFit"]["status"] == "Unknown"
     ready = cluster.conditions("llama")["Ready"]
@@ -84,10 +75,10 @@ def test_fetch_job_gates_the_deployment_and_status_follows_it(cluster: Cluster) 
     assert {"name": "cache", "mountPath": "/cache", "readOnly": True} in server["volumeMounts"]
     env = {e["name"]: e.get("value") for e in server["env"]}
     assert env["HF_HUB_OFFLINE"] == "1"
-    cached = wait_condition(cluster, "llama", "WeightsCached", "True")
+    cached = cluster.wait_condition("llama", "WeightsCached", "True")
     assert cached["reason"] == "Fetched"
     assert "15.0 GiB in 7 files fetched in 812.5 s" in cached["message"]
-    fit = wait_condition(cluster, "llama", "GPUFit", "True")
+    fit = cluster.wait_condition("llama", "GPUFit", "True")
     assert fit["message"].startswith(
         "weights 15.0 GiB + KV for 32768 tokens 4.0 GiB + overhead 3.0 GiB per GPU vs 71.7 GiB usable"
     )
@@ -109,7 +100,7 @@ def test_fetch_job_gates_the_deployment_and_status_follows_it(cluster: Cluster) 
         what="a new fetch Job for revision v2",
     )
     assert new_job["spec"]["template"]["spec"]["containers"][0]["command"][-1].endswith("@v2")
-    wait_condition(cluster, "llama", "WeightsCached", "Unknown")
+    cluster.wait_condition("llama", "WeightsCached", "Unknown")
     args = container_args(cluster, "llama")
     assert "--revision" not in args
     complete_fetch_job(cluster, "llama", fetch_summary(LLAMA_8B, {"BF16": 8_030_261_248 * 2}))
@@ -137,7 +128,7 @@ def test_a_model_that_does_not_fit_holds_the_rollout_until_fit_check_warn(
         },
     )
     complete_fetch_job(cluster, "big", fetch_summary(LLAMA_70B, {"BF16": 70_553_706_496 * 2}))
-    fit = wait_condition(cluster, "big", "GPUFit", "False")
+    fit = cluster.wait_condition("big", "GPUFit", "False")
     assert fit["reason"] == "DoesNotFit"
     assert "weights 131.4 GiB" in fit["message"]
     assert "engine.tensorParallelSize 4 fits" in fit["message"]
@@ -158,7 +149,7 @@ def test_a_failed_fetch_is_weights_cached_false_with_the_error(cluster: Cluster)
         {"model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruckt"}, "cache": {"size": "20Gi"}},
     )
     fail_fetch_job(cluster, "typo", "meta-llama/Llama-3.1-8B-Instruckt: 404 Not Found")
-    failed = wait_condition(cluster, "typo", "WeightsCached", "False")
+    failed = cluster.wait_condition("typo", "WeightsCached", "False")
     assert failed["reason"] == "FetchFailed"
     assert "404 Not Found" in failed["message"]
     assert cluster.md("typo")["status"]["phase"] == "Pending"
