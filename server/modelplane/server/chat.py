@@ -20,7 +20,7 @@ from modelplane.server.prompts import check_length
 from modelplane.server.protocol import ChatCompletionRequest, ChatMessage, TextContentPart
 from modelplane.server.request_record import RequestRecord
 from modelplane.server.sampling import chat_sampling_params, resolve_max_tokens
-from modelplane.server.streaming import ChunkWriter, finish_stream
+from modelplane.server.streaming import ChoiceEntries, ChunkWriter, stream_choices
 from modelplane.server.tools import (
     ChoiceStream,
     add_past_tool_calls,
@@ -208,44 +208,37 @@ def stream_chat_completion(
         request.model,
         request.include_usage_in_stream,
     )
-    return finish_stream(
-        chat_chunks(request, engine, record, outputs, first, writer),
+    streams = [ChoiceStream(request, index) for index in range(request.n)]
+    opening = [stream.role_entry() for stream in streams]
+    return stream_choices(
         outputs,
-        usage_frame=writer.usage_frame(record),
-        request_id=record.request_id,
+        first,
+        chat_choice_entries(request, engine, streams),
+        writer,
+        record,
+        opening=opening,
     )
 
 
-async def chat_chunks(
-    request: ChatCompletionRequest,
-    engine: Engine,
-    record: RequestRecord,
-    outputs: AsyncIterator[Any],
-    first: Any,
-    writer: ChunkWriter,
-) -> AsyncIterator[bytes]:
-    """The chunks of a chat stream: one choice per chunk, as OpenAI sends them."""
-    streams = [ChoiceStream(request, index) for index in range(request.n)]
+def chat_choice_entries(
+    request: ChatCompletionRequest, engine: Engine, streams: Sequence[ChoiceStream]
+) -> ChoiceEntries:
+    """A chat stream's entries per engine completion: content or tool-call deltas, then finish."""
     formatter = logprob_formatter(
         engine.tokenizer, engine.special_token_ids, request.skip_special_tokens
     )
-    for stream in streams:
-        yield writer.chunk([stream.role_entry()])
-    output = first
-    while output is not None:
-        entries: list[dict[str, Any]] = []
-        for completion in output.outputs:
-            stream = streams[completion.index]
-            if completion.token_ids:
-                record.mark_first_token()
-                record.completion_tokens += len(completion.token_ids)
-            logprobs = chat_logprobs(request, completion, formatter)
-            entries.extend(stream.delta_entries(completion.text, logprobs))
-            if completion.finish_reason is not None:
-                entries.extend(stream.finish_entries(completion.finish_reason))
-        for entry in entries:
-            yield writer.chunk([entry])
-        output = await anext(outputs, None)
+    top_logprobs = request.top_logprobs or 0
+    with_logprobs = bool(request.logprobs)
+
+    def entries(_prompt_index: int, completion: Any) -> list[dict[str, Any]]:
+        stream = streams[completion.index]
+        logprobs = formatter.chat_content(completion, top_logprobs) if with_logprobs else None
+        found = stream.delta_entries(completion.text, logprobs)
+        if completion.finish_reason is not None:
+            found.extend(stream.finish_entries(completion.finish_reason))
+        return found
+
+    return entries
 
 
 # --- endpoint ---------------------------------------------------------------------------------
@@ -272,7 +265,6 @@ async def create_chat_completion(
     params = chat_sampling_params(
         request, max_tokens=max_tokens, model_defaults=engine.default_sampling_params
     )
-    record.prompt_tokens = len(prompt_ids)  # accepted: now they count
     record.prompt_tokens = len(prompt_ids)  # accepted: now they count
     response_id = f"chatcmpl-{record.request_id}"
     created = int(time.time())

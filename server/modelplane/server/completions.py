@@ -16,7 +16,7 @@ from modelplane.server.prompts import token_id_lists
 from modelplane.server.protocol import CompletionRequest
 from modelplane.server.request_record import RequestRecord
 from modelplane.server.sampling import completion_sampling_params, resolve_max_tokens
-from modelplane.server.streaming import ChunkWriter, finish_stream
+from modelplane.server.streaming import ChoiceEntries, ChunkWriter, stream_choices
 
 
 def completion_logprobs(
@@ -82,61 +82,45 @@ def stream_completion(
     writer = ChunkWriter(
         response_id, "text_completion", created, request.model, request.include_usage_in_stream
     )
-    chunks = completion_chunks(request, engine, record, outputs, first, prompt_texts, writer)
-    return finish_stream(
-        chunks,
-        outputs,
-        usage_frame=writer.usage_frame(record),
-        request_id=record.request_id,
-    )
+    entries = completion_choice_entries(request, engine, prompt_texts)
+    return stream_choices(outputs, first, entries, writer, record, merged=True)
 
 
-async def completion_chunks(
-    request: CompletionRequest,
-    engine: Engine,
-    record: RequestRecord,
-    outputs: AsyncIterator[tuple[int, Any]],
-    first: tuple[int, Any],
-    prompt_texts: Sequence[str],
-    writer: ChunkWriter,
-) -> AsyncIterator[bytes]:
-    """The chunks of a completion stream: one choice per chunk, as OpenAI sends them."""
+def completion_choice_entries(
+    request: CompletionRequest, engine: Engine, prompt_texts: Sequence[str]
+) -> ChoiceEntries:
+    """A completion stream's entries per engine completion: text (echo first), then finish."""
     formatter = logprob_formatter(
         engine.tokenizer, engine.special_token_ids, request.skip_special_tokens
     )
-    offsets: dict[int, int] = {}
-    item: tuple[int, Any] | None = first
-    while item is not None:
-        prompt_index, output = item
-        entries = []
-        for completion in output.outputs:
-            index = prompt_index * request.n + completion.index
-            if completion.token_ids:
-                record.mark_first_token()
-                record.completion_tokens += len(completion.token_ids)
-            text = completion.text
-            if index not in offsets:
-                echo = prompt_texts[prompt_index] if request.echo else ""
-                text = echo + text
-                offsets[index] = len(echo)
-            logprobs = completion_logprobs(request, completion, offsets[index], formatter)
-            offsets[index] += len(completion.text)
-            if text or logprobs:
-                entries.append(
-                    {"index": index, "text": text, "logprobs": logprobs, "finish_reason": None}
-                )
-            if completion.finish_reason is not None:
-                entries.append(
-                    {
-                        "index": index,
-                        "text": "",
-                        "logprobs": None,
-                        "finish_reason": completion.finish_reason,
-                    }
-                )
-        for entry in entries:
-            yield writer.chunk([entry])
-        item = await anext(outputs, None)
+    offsets: dict[int, int] = {}  # per choice: where its next text starts (for logprobs)
+
+    def entries(prompt_index: int, completion: Any) -> list[dict[str, Any]]:
+        index = prompt_index * request.n + completion.index
+        text = completion.text
+        if index not in offsets:
+            echo = prompt_texts[prompt_index] if request.echo else ""
+            text = echo + text
+            offsets[index] = len(echo)
+        logprobs = completion_logprobs(request, completion, offsets[index], formatter)
+        offsets[index] += len(completion.text)
+        found = []
+        if text or logprobs:
+            found.append(
+                {"index": index, "text": text, "logprobs": logprobs, "finish_reason": None}
+            )
+        if completion.finish_reason is not None:
+            found.append(
+                {
+                    "index": index,
+                    "text": "",
+                    "logprobs": None,
+                    "finish_reason": completion.finish_reason,
+                }
+            )
+        return found
+
+    return entries
 
 
 async def create_completion(

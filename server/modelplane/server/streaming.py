@@ -1,19 +1,22 @@
-"""OpenAI streams as server-sent events: chunk framing, the shared epilogue, the response.
+"""OpenAI streams as server-sent events: chunk framing, the chunk loop, the epilogue, the response.
 
 A stream is `data: {chunk}\\n\\n` frames, then (when asked) a usage chunk, and always
 `data: [DONE]\\n\\n`, even after an error frame. `ChunkWriter` frames the chunks,
-`finish_stream` adds what every stream ends with, `stream_response` sends them.
+`stream_choices` turns engine outputs into them (chat and completions differ only in their
+`ChoiceEntries`), `finish_stream` adds what every stream ends with, `stream_response` sends
+them. This is the per-token path: work here is paid for every streamed token.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import orjson
 from starlette.responses import StreamingResponse
+from starlette.types import Send
 
 from modelplane.server.errors import InternalError, OpenAIError
 from modelplane.server.generation import usage
@@ -45,11 +48,17 @@ class ChunkWriter:
         )
         self._prefix = b"data: " + head[:-1] + b',"choices":'
         self._suffix = b',"usage":null}\n\n' if include_usage else b"}\n\n"
+        self._one_prefix = self._prefix + b"["
+        self._one_suffix = b"]" + self._suffix
         self._usage_prefix = b"data: " + head[:-1] + b',"choices":[],"usage":'
         self.include_usage = include_usage
 
     def chunk(self, choices: list[dict[str, Any]]) -> bytes:
         return self._prefix + orjson.dumps(choices) + self._suffix
+
+    def one_choice(self, entry: dict[str, Any]) -> bytes:
+        """`chunk([entry])`: the frame OpenAI sends per choice delta, without the list."""
+        return self._one_prefix + orjson.dumps(entry) + self._one_suffix
 
     def usage_chunk(self, usage_body: dict[str, int]) -> bytes:
         return self._usage_prefix + orjson.dumps(usage_body) + b"}\n\n"
@@ -59,6 +68,47 @@ class ChunkWriter:
         if not self.include_usage:
             return None
         return lambda: self.usage_chunk(usage(record.prompt_tokens, record.completion_tokens))
+
+
+# One engine completion (its prompt's index, vLLM's CompletionOutput) -> its chunks' `choices`
+# entries, in order. Called once per completion per engine output: for every token.
+ChoiceEntries = Callable[[int, Any], list[dict[str, Any]]]
+
+
+def stream_choices(
+    outputs: AsyncIterator[Any],
+    first: Any,
+    entries: ChoiceEntries,
+    writer: ChunkWriter,
+    record: RequestRecord,
+    *,
+    opening: Sequence[dict[str, Any]] = (),
+    merged: bool = False,
+) -> AsyncIterator[bytes]:
+    """A whole stream's frames: one chunk per choice entry, as OpenAI sends them, then the
+    epilogue (`finish_stream`).
+
+    `opening` entries (chat's role deltas) come first, then every engine output's. With
+    `merged` the outputs are `(prompt_index, RequestOutput)` pairs (completions' prompt lists).
+    """
+    one_choice = writer.one_choice
+
+    async def chunks() -> AsyncIterator[bytes]:
+        record.mark_first_token()
+        for entry in opening:
+            yield one_choice(entry)
+        item = first
+        while item is not None:
+            prompt_index, output = item if merged else (0, item)
+            for completion in output.outputs:
+                record.completion_tokens += len(completion.token_ids)
+                for entry in entries(prompt_index, completion):
+                    yield one_choice(entry)
+            item = await anext(outputs, None)
+
+    return finish_stream(
+        chunks(), outputs, usage_frame=writer.usage_frame(record), request_id=record.request_id
+    )
 
 
 async def finish_stream(
@@ -106,6 +156,18 @@ class EngineStream(StreamingResponse):
             aclose = getattr(self.body_iterator, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    async def stream_response(self, send: Send) -> None:
+        """Starlette's, less a write per stream: `[DONE]` goes out with the end of the body."""
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        async for frame in self.body_iterator:
+            last = frame is DONE_FRAME
+            await send({"type": "http.response.body", "body": frame, "more_body": not last})
+            if last:
+                return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def stream_response(frames: AsyncIterator[bytes]) -> EngineStream:
