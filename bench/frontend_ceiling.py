@@ -145,13 +145,27 @@ async def measure_window(
     )
 
 
-def wait_ready(port: int, timeout_s: float = 1200.0) -> None:
+def wait_ready(port: int, processes: int = 1, timeout_s: float = 1200.0) -> None:
+    """Until every front end answers /ready with 200.
+
+    The front ends share the port (SO_REUSEPORT): the kernel hands each new connection to one
+    of them by a hash of its address, so one 200 says only that one of them is ready; a front
+    end still loading would answer the load's first requests with 503. Twenty answers in a
+    row per front end, each on a new connection, leave a loading one a chance below 1e-6.
+    """
+    needed = 20 * processes
+    in_a_row = 0
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2.0).status_code == 200:
-                return
-        time.sleep(0.5)
+        try:
+            ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            ready = False
+        in_a_row = in_a_row + 1 if ready else 0
+        if in_a_row >= needed:
+            return
+        if not ready:
+            time.sleep(0.5)
     raise RuntimeError(f"front ends not ready after {timeout_s:.0f} s")
 
 
@@ -173,7 +187,7 @@ def measure_modelplane(
         sock = listening_socket("127.0.0.1", port)
         manager = start_api_servers(settings, args, sock, listeners)
         try:
-            wait_ready(port)
+            wait_ready(port, processes)
             pids = [p.pid for p in manager.processes]
             log(f"{processes} front end(s) ready, pids {' '.join(map(str, pids))}")
             for level in streams:

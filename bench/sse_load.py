@@ -20,6 +20,9 @@ CONTENT_EVENT = b'"delta":{"content":'
 DONE_EVENT = b"data: [DONE]\n\n"
 LAST_CHUNK = b"0\r\n\r\n"
 COMPLETION_TOKENS = re.compile(rb'"completion_tokens":(\d+)')
+# A stream that stalls this long counts as an error (and its connection is replaced), so a
+# stuck server or harness shows up as errors in a bounded run rather than as a hang.
+STREAM_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -108,8 +111,15 @@ async def run_streams(
         try:
             while time.perf_counter() < stop_at:
                 try:
-                    await stream_once(reader, writer, request, counters, on_tokens)
-                except (RuntimeError, ConnectionError, asyncio.IncompleteReadError):
+                    await asyncio.wait_for(
+                        stream_once(reader, writer, request, counters, on_tokens), STREAM_TIMEOUT_S
+                    )
+                except (
+                    RuntimeError,
+                    ConnectionError,
+                    asyncio.TimeoutError,
+                    asyncio.IncompleteReadError,
+                ):
                     counters.errors += 1
                     writer.close()
                     reader, writer = await asyncio.open_connection(host, port)

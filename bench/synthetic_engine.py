@@ -12,6 +12,13 @@ Pacing: a step is sent only while the tokens sent but not yet received by the lo
 (a counter it shares) stay under `lag_steps` steps' worth, so every token travels as its own
 SSE event, as with a GPU engine whose front end keeps up. Without it the engine would run
 arbitrarily far ahead and the front end would merge many tokens into one event.
+
+The client counts events as they arrive and the tokens merged into them only when their
+request ends (the usage chunk). So a front end that falls behind leaves "received" short by
+the merged tokens of the requests still running; at two merges per request on average the
+engine would wait for tokens that never come and every stream would hang (it did, with two
+front ends at 256 streams). When the client has received nothing for `stall_s`, nothing is
+in flight but those merged tokens, and the engine steps anyway.
 """
 
 from __future__ import annotations
@@ -30,12 +37,37 @@ class RunningRequest:
     position: int = 0
 
 
+class Pacer:
+    """When the engine may send its next step (see Pacing above)."""
+
+    def __init__(self, lag_steps: int, stall_s: float, clock: Any = time.monotonic) -> None:
+        self.lag_steps = lag_steps
+        self.stall_s = stall_s
+        self.clock = clock
+        self.last_received = 0
+        self.progress_at = clock()
+
+    def may_step(self, sent: int, received: int, running: int) -> bool:
+        now = self.clock()
+        if received != self.last_received:
+            self.last_received, self.progress_at = received, now
+        if not running:
+            return False
+        if sent - received < self.lag_steps * running:
+            return True
+        if now - self.progress_at > self.stall_s:
+            self.progress_at = now  # one step per stall: its tokens show whether it was one
+            return True
+        return False
+
+
 def run_synthetic_engine(
     input_addresses: Sequence[str],
     output_addresses: Sequence[str],
     token_ids: Sequence[int],
     received_tokens: Any,
     lag_steps: int = 2,
+    stall_s: float = 0.05,
 ) -> None:
     """The engine process' main loop (a spawned process; returns when its parent dies)."""
     import os
@@ -85,9 +117,9 @@ def run_synthetic_engine(
     def send(client_index: int, message: Any) -> None:
         outputs[client_index].send_multipart(encoder.encode(message), copy=False)
 
+    pacer = Pacer(lag_steps, stall_s)
     while True:
-        ahead = sent_tokens - received_tokens.value
-        can_step = bool(running) and ahead < lag_steps * len(running)
+        can_step = pacer.may_step(sent_tokens, received_tokens.value, len(running))
         events = poller.poll(0 if can_step else 50)
         if not events and not running and os.getppid() != parent:
             return
