@@ -1,9 +1,11 @@
 """The fetch command for s3:// sources, for real: against moto's S3 server on loopback.
 
-moto (`ThreadedMotoServer`, a test dependency) is an S3-compatible HTTP server: the real
+moto (`ThreadedMotoServer`, the `s3-test` extra) is an S3-compatible HTTP server: the real
 `python -m modelplane.server.fetch s3://...` reaches it through AWS_ENDPOINT_URL, as it would
 reach MinIO. The objects are uploaded with boto3 (test side only; the fetch signs its own
 requests). moto does not check signatures, so SigV4 is checked against AWS's published example.
+Every test also runs against tests/server/fake_s3.py (paginated listings, 403 without a SigV4
+header), so `make test` covers s3:// where moto cannot be installed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import pytest
 
 from modelplane.server.fetch_s3 import Credentials, S3Source, sign_v4
+from tests.server.fake_s3 import FakeObject, FakeS3, serve_s3
 
 BUCKET = "models"
 PREFIX = "smol/v1"
@@ -40,8 +43,40 @@ def safetensors(size: int) -> bytes:
     return struct.pack("<Q", len(header)) + header + body
 
 
-@pytest.fixture(scope="module")
-def store() -> Iterator[dict[str, Any]]:
+def objects() -> dict[str, bytes]:
+    return {
+        "config.json": json.dumps(CONFIG).encode(),
+        "tokenizer/tokenizer.json": b'{"version": "1.0"}',
+        WEIGHTS: safetensors(3 * PART + 12345),  # multipart: 4 parts, ETag "<md5>-4"
+    }
+
+
+ACCESS_KEY, SECRET_KEY = "modelplane-test", "modelplane-test-secret"
+
+
+@pytest.fixture(scope="module", params=["moto", "loopback"])
+def store(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    if request.param == "moto":
+        yield from moto_store()
+        return
+    files = objects()
+    fake = FakeS3(ACCESS_KEY)
+    fake.buckets[BUCKET] = {
+        f"{PREFIX}/{name}": FakeObject(data, PART if name == WEIGHTS else None)
+        for name, data in files.items()
+    }
+    fake.buckets[BUCKET]["smol/v1-other/config.json"] = FakeObject(b"{}")  # not under it
+    with serve_s3(fake) as running:
+        env = {
+            "AWS_ENDPOINT_URL": running.url,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_REGION": "us-east-1",
+        }
+        yield {"env": env, "files": files, "checks_keys": True}
+
+
+def moto_store() -> Iterator[dict[str, Any]]:
     why = "the s3-test extra (pyproject.toml) is not installed"
     moto_server = pytest.importorskip("moto.server", reason=why)
     boto3 = pytest.importorskip("boto3", reason=why)
@@ -50,8 +85,8 @@ def store() -> Iterator[dict[str, Any]]:
     host, port = server.get_host_and_port()
     env = {
         "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "modelplane-test",
-        "AWS_SECRET_ACCESS_KEY": "modelplane-test-secret",
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
         "AWS_REGION": "us-east-1",
     }
     client = boto3.client(
@@ -62,11 +97,7 @@ def store() -> Iterator[dict[str, Any]]:
         region_name="us-east-1",
     )
     client.create_bucket(Bucket=BUCKET)
-    files = {
-        "config.json": json.dumps(CONFIG).encode(),
-        "tokenizer/tokenizer.json": b'{"version": "1.0"}',
-        WEIGHTS: safetensors(3 * PART + 12345),  # multipart: 4 parts, ETag "<md5>-4"
-    }
+    files = objects()
     for name, data in files.items():
         key = f"{PREFIX}/{name}"
         if name == WEIGHTS:
@@ -91,7 +122,7 @@ def store() -> Iterator[dict[str, Any]]:
             client.put_object(Bucket=BUCKET, Key=key, Body=data)
     client.put_object(Bucket=BUCKET, Key="smol/v1-other/config.json", Body=b"{}")  # not under it
     try:
-        yield {"env": env, "files": files, "client": client}
+        yield {"env": env, "files": files, "checks_keys": False}
     finally:
         server.stop()
 
@@ -206,6 +237,15 @@ def test_missing_prefix_and_bad_credentials_fail_clearly(
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert missing.returncode == 1 and "NoSuchBucket" in missing.stdout
+    if store["checks_keys"]:  # moto accepts any key
+        wrong = subprocess.run(
+            [*argv[:-1], f"s3://{BUCKET}/{PREFIX}", "--s3-dir", str(tmp_path)],
+            env={**env, "AWS_ACCESS_KEY_ID": "someone-else"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert wrong.returncode == 1 and "HTTP 403 AccessDenied" in wrong.stdout
 
 
 def test_sigv4_matches_the_aws_documented_example() -> None:
