@@ -173,7 +173,11 @@ def measure_modelplane(
     model: str, served_name: str, processes: int, streams: Sequence[int], options: CeilingOptions
 ) -> list[CeilingPoint]:
     """Start `processes` modelplane front ends over the synthetic engine; one point per level."""
-    from modelplane.server.api_servers import listening_socket, start_api_servers
+    from modelplane.server.api_servers import (
+        listening_socket,
+        shared_metrics_dir,
+        start_api_servers,
+    )
     from modelplane.server.cli import build_settings
 
     port = free_port()
@@ -183,7 +187,9 @@ def measure_modelplane(
     spawn = multiprocessing.get_context("spawn")
     received = spawn.RawValue("q", 0)
     points = []
-    with synthetic_engine(vllm_config, processes, received) as listeners:
+    # Several front ends keep their metrics in files, as `run_api_servers` sets them up.
+    metrics_dir = shared_metrics_dir() if processes > 1 else contextlib.nullcontext()
+    with metrics_dir, synthetic_engine(vllm_config, processes, received) as listeners:
         sock = listening_socket("127.0.0.1", port)
         manager = start_api_servers(settings, args, sock, listeners)
         try:
