@@ -163,3 +163,37 @@ def test_without_a_cache_pods_download_themselves_and_no_job_is_made(cluster: Cl
     assert "HF_HUB_OFFLINE" not in env
     assert cluster.get(f"{JOBS}/plain-fetch") is None
     assert "WeightsCached" not in cluster.conditions("plain")
+
+
+def test_an_s3_model_with_a_cache_is_fetched_then_served_from_the_cache(cluster: Cluster) -> None:
+    cluster.create_md(
+        "bucket",
+        {
+            "model": {
+                "uri": "s3://models/llama/8b",
+                "awsCredentialsSecretRef": {"name": "s3-keys"},
+            },
+            "engine": {"env": [{"name": "AWS_ENDPOINT_URL", "value": "http://minio.storage:9000"}]},
+            "resources": H100,
+            "cache": {"size": "100Gi"},
+        },
+    )
+    job = cluster.wait_get(f"{JOBS}/bucket-fetch")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][-1] == "s3://models/llama/8b"
+    assert container["args"][-2:] == ["--s3-dir", "/cache/s3"]
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-keys"}}]
+    assert {"name": "AWS_ENDPOINT_URL", "value": "http://minio.storage:9000"} in container["env"]
+    cluster.wait_condition("bucket", "WeightsCached", "Unknown")
+    assert cluster.get(f"{DEPLOYMENTS}/bucket") is None
+
+    summary = fetch_summary(LLAMA_8B, {"BF16": 8_030_261_248 * 2})
+    summary.update(source="s3://models/llama/8b", revision="", commit="9f" * 20)
+    complete_fetch_job(cluster, "bucket", summary)
+    deployment = cluster.wait_get(f"{DEPLOYMENTS}/bucket")
+    server = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert server["args"][server["args"].index("--model") + 1] == "/cache/s3/models/llama/8b"
+    assert "--load-format" not in server["args"] and "envFrom" not in server
+    cached = cluster.wait_condition("bucket", "WeightsCached", "True")
+    assert cached["message"].startswith("s3://models/llama/8b@9f9f9f9f9f9f: 15.0 GiB in 7 files")
+    assert cluster.wait_condition("bucket", "GPUFit", "True")["reason"] == "Fits"
