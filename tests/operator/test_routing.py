@@ -30,6 +30,12 @@ from modelplane.operator.spec import GatewayRef, SpecError, parse_spec
 OWNER = Owner(name="qwen3-8b", namespace="ml", uid="uid-1")
 GATEWAY = {"name": "inference-gateway", "namespace": "gateway-system"}
 BASE = {"model": {"uri": "hf://Qwen/Qwen3-8B"}}
+SCALE_TO_ZERO = {
+    "minReplicas": 0,
+    "maxReplicas": 2,
+    "provider": "keda",
+    "prometheusAddress": "http://prometheus:9090",
+}
 
 
 def plan(spec: dict[str, Any], **routing: Any) -> Any:
@@ -224,12 +230,7 @@ def test_the_operator_default_gateway_fills_in_and_without_one_the_spec_is_inval
 
 
 def test_scale_to_zero_needs_routing() -> None:
-    autoscaling = {
-        "minReplicas": 0,
-        "maxReplicas": 2,
-        "provider": "keda",
-        "prometheusAddress": "http://prometheus:9090",
-    }
+    autoscaling = SCALE_TO_ZERO
     with pytest.raises(SpecError) as info:
         parse_spec({**BASE, "autoscaling": autoscaling})
     assert info.value.field == "spec.autoscaling.minReplicas"
@@ -238,13 +239,7 @@ def test_scale_to_zero_needs_routing() -> None:
 
 
 def test_the_scaled_object_wakes_on_the_pickers_held_and_running_requests() -> None:
-    autoscaling = {
-        "minReplicas": 0,
-        "maxReplicas": 2,
-        "provider": "keda",
-        "prometheusAddress": "http://prometheus:9090",
-        "targetInFlightRequests": 4,
-    }
+    autoscaling = {**SCALE_TO_ZERO, "targetInFlightRequests": 4}
     scaled = build_scaled_object(OWNER, parse_spec(routed_spec(autoscaling=autoscaling)))
     pods, picker = scaled["spec"]["triggers"]
     assert "modelplane_requests_in_flight" in pods["metadata"]["query"]
