@@ -59,7 +59,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         results["operator"] = operator_results.as_dict()
     png_path = config.output_dir / "latest.png"
     # The ceiling and cold-start sections come from their own commands: keep them.
-    merge_json(results, json_path, keep=("frontend_ceiling", "frontend_floor", "cold_start"))
+    merge_json(
+        results,
+        json_path,
+        keep=("frontend_ceiling_setup", "frontend_ceiling", "frontend_floor", "cold_start"),
+    )
     plot_chart(results, png_path)
     print(format_table(results))
     log(f"wrote {json_path} and {png_path}")

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -303,6 +304,7 @@ class CeilingOptions:
 def run_ceiling(model: str, served_name: str, config: BenchConfig) -> dict[str, Any]:
     """`frontend_ceiling` (and the `frontend_floor` it is compared with) for latest.json."""
     options = CeilingOptions(max_tokens=config.ceiling_tokens, measure_s=config.ceiling_seconds)
+    load_before = os.getloadavg()[0]
     floor = measure_raw(model, config.ceiling_streams, options)
     points = [
         point
@@ -310,6 +312,14 @@ def run_ceiling(model: str, served_name: str, config: BenchConfig) -> dict[str, 
         for point in measure_modelplane(model, served_name, count, config.ceiling_streams, options)
     ]
     return {
+        # The machine's load says how far to trust the absolute figures; ratios within one
+        # run hold better on a shared machine.
+        "frontend_ceiling_setup": {
+            "measure_s": options.measure_s,
+            "max_tokens": options.max_tokens,
+            "cpu_count": os.cpu_count(),
+            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        },
         "frontend_ceiling": [
             {
                 "processes": p.processes,
