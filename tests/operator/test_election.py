@@ -155,6 +155,14 @@ class InThread:
         return self.result[0]
 
 
+class Standby:
+    """`acquire` in a thread: it returns once it leads, or once `stopping` is set."""
+
+    def __init__(self, elector: LeaderElector) -> None:
+        self.stopping = threading.Event()
+        self.run = InThread(elector.acquire, self.stopping)
+
+
 def test_first_candidate_leads_the_second_waits_for_it(
     api: kubernetes.client.ApiClient, clock: FakeClock
 ) -> None:
@@ -224,8 +232,7 @@ def test_a_standby_waits_while_the_leader_renews_and_takes_over_once_it_stops(
     """client-go's observedTime: each renewal the standby sees restarts its lease duration."""
     a, b = (candidate(api, "standby", i, clock) for i in ("a_1", "b_2"))
     assert a.try_acquire(timeout=5) is Outcome.LEADING
-    stopping = threading.Event()
-    standby = InThread(b.acquire, stopping)
+    standby = Standby(b)
     for _ in range(16):  # 4 s: twice the lease duration
         clock.sleeping(1)
         assert a.try_renew(timeout=5) is Outcome.LEADING
@@ -235,7 +242,7 @@ def test_a_standby_waits_while_the_leader_renews_and_takes_over_once_it_stops(
         clock.sleeping(1)
         assert holder(b.lease) == "a_1"
         clock.advance(RETRY)
-    assert standby.join() is True
+    assert standby.run.join() is True
     assert clock.elapsed() == 6.0  # the lease duration plus up to one retry period, after 3.75
     assert holder(b.lease) == "b_2"
     assert b.lease["spec"]["leaseTransitions"] == 1
@@ -246,11 +253,10 @@ def test_a_standby_stops_waiting_when_told_to(
 ) -> None:
     a, b = (candidate(api, "standby-stop", i, clock) for i in ("a_1", "b_2"))
     assert a.try_acquire(timeout=5) is Outcome.LEADING
-    stopping = threading.Event()
-    standby = InThread(b.acquire, stopping)
+    standby = Standby(b)
     clock.sleeping(1)
-    stopping.set()
-    assert standby.join() is False
+    standby.stopping.set()
+    assert standby.run.join() is False
     assert clock.elapsed() == 0
 
 
