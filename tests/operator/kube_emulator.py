@@ -125,6 +125,16 @@ class StampingEmulator(kmock.KubernetesEmulator):
         return self.__dict__.setdefault("_faults", {})  # type: ignore[no-any-return]
 
     @property
+    def received(self) -> int:
+        """How many requests arrived so far, of any kind."""
+        return int(self.__dict__.get("_received", 0))
+
+    @property
+    def peak_inflight(self) -> int:
+        """The most requests in flight at once so far (reset by setting `_peak_inflight` to 0)."""
+        return int(self.__dict__.get("_peak_inflight", 0))
+
+    @property
     def hung(self) -> int:
         """How many requests a HANG fault holds right now (a client that gave up may still count)."""
         return int(self.__dict__.get("_hung", 0))
@@ -193,6 +203,8 @@ class StampingEmulator(kmock.KubernetesEmulator):
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         inflight = self.__dict__.setdefault("_inflight", set())
         inflight.add(request)
+        self.__dict__["_received"] = self.received + 1
+        self.__dict__["_peak_inflight"] = max(self.peak_inflight, len(inflight))
         recent = self._requests[-self.REQUEST_HISTORY :]
         recent_ids = {id(r) for r in recent}
         self._requests[:] = [

@@ -1,5 +1,7 @@
 """Flags and env vars become one typed OperatorSettings."""
 
+import pytest
+
 from modelplane.operator.cli import settings_from_args
 
 
@@ -44,3 +46,24 @@ def test_max_workers_comes_from_flag_or_env(monkeypatch):
     monkeypatch.setenv("MODELPLANE_MAX_WORKERS", "64")
     assert settings_from_args([]).max_workers == 64
     assert settings_from_args(["--max-workers", "8"]).max_workers == 8
+
+
+def test_kube_api_qps_and_burst_come_from_flag_or_env(monkeypatch):
+    monkeypatch.delenv("MODELPLANE_KUBE_API_QPS", raising=False)
+    monkeypatch.delenv("MODELPLANE_KUBE_API_BURST", raising=False)
+    settings = settings_from_args([])
+    assert (settings.kube_api_qps, settings.kube_api_burst) == (50.0, 100)
+    flags = settings_from_args(["--kube-api-qps", "20", "--kube-api-burst", "30"])
+    assert (flags.kube_api_qps, flags.kube_api_burst) == (20.0, 30)
+    monkeypatch.setenv("MODELPLANE_KUBE_API_QPS", "5")
+    monkeypatch.setenv("MODELPLANE_KUBE_API_BURST", "10")
+    assert (settings_from_args([]).kube_api_qps, settings_from_args([]).kube_api_burst) == (5, 10)
+    assert settings_from_args(["--kube-api-qps", "0"]).kube_api_qps == 0  # no limit
+
+
+def test_a_zero_burst_with_a_qps_is_a_usage_error(monkeypatch, capsys):
+    monkeypatch.delenv("MODELPLANE_KUBE_API_QPS", raising=False)
+    with pytest.raises(SystemExit) as info:
+        settings_from_args(["--kube-api-burst", "0"])
+    assert info.value.code == 2
+    assert "--kube-api-burst must be at least 1" in capsys.readouterr().err

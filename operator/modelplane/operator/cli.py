@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import kopf
 from pydantic import ValidationError
 
-from modelplane.operator import handlers, leader, metrics
+from modelplane.operator import handlers, leader, metrics, rate_limit
 from modelplane.operator.election import (
     ElectionConfig,
     LeaderElector,
@@ -173,6 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="Most handler threads at once: one per ModelDeployment (or child) being handled; "
         "idle ones exit (default 256).",
     )
+    parser.add_argument(
+        "--kube-api-qps",
+        type=float,
+        default=env.kube_api_qps,
+        help="Average Kubernetes API requests a second of the handlers (client-go's QPS; "
+        "0 = no limit; default 50; env MODELPLANE_KUBE_API_QPS).",
+    )
+    parser.add_argument(
+        "--kube-api-burst",
+        type=int,
+        default=env.kube_api_burst,
+        help="Requests the handlers may send at once above --kube-api-qps (client-go's burst; "
+        "default 100; env MODELPLANE_KUBE_API_BURST).",
+    )
     parser.add_argument("--log-format", choices=["json", "plain", "full"], default="json")
     parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
     return parser
@@ -199,6 +213,8 @@ def settings_from_args(argv: Sequence[str] | None = None) -> OperatorSettings:
         parser.error(f"leader election: {problem}")
     if args.models_port and args.default_gateway is None:
         parser.error("--models-port needs --default-gateway: it lists the models on that Gateway")
+    if args.kube_api_qps > 0 and args.kube_api_burst < 1:
+        parser.error("--kube-api-burst must be at least 1 when --kube-api-qps is set")
     env = OperatorSettings.from_env()
     namespaces = tuple(args.namespaces) if args.namespaces else env.namespaces
     all_namespaces = bool(args.all_namespaces) or not namespaces
@@ -218,6 +234,8 @@ def settings_from_args(argv: Sequence[str] | None = None) -> OperatorSettings:
         renew_deadline=args.leader_elect_renew_deadline,
         retry_period=args.leader_elect_retry_period,
         max_workers=args.max_workers,
+        kube_api_qps=args.kube_api_qps,
+        kube_api_burst=args.kube_api_burst,
         routing=RoutingDefaults(
             gateway=args.default_gateway,
             endpoint_picker_image=args.endpoint_picker_image,
@@ -241,7 +259,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "--standalone" in (sys.argv[1:] if argv is None else argv):
         log.warning("--standalone is deprecated: use --no-leader-elect")
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, settings, Kube(pool_size=settings.max_workers))
+    # One bucket for every handler thread; the Lease client below has none.
+    limit = rate_limit.bucket(settings.kube_api_qps, settings.kube_api_burst)
+    handlers.register(registry, settings, Kube(pool_size=settings.max_workers, rate_limit=limit))
     metrics.serve(settings.metrics_port, settings.metrics_host)
     if settings.models_port:
         ModelsEndpoint(

@@ -25,6 +25,7 @@ from urllib3.response import BaseHTTPResponse
 
 from modelplane.operator import spec as specmod
 from modelplane.operator.last_applied import stale_keys, three_way_patch, with_last_applied
+from modelplane.operator.rate_limit import TokenBucket
 from modelplane.operator.resources import ChildRef
 
 log = logging.getLogger(__name__)
@@ -187,8 +188,12 @@ class Kube:
         api_client: kubernetes.client.ApiClient | None = None,
         pool_size: int = 16,
         retries: int | urllib3.Retry | None = None,
+        rate_limit: TokenBucket | None = None,
     ) -> None:
         self._api = api_client
+        # Client-side QPS/burst (rate_limit.py), shared by every thread of this client; None:
+        # unlimited (the Lease client has its own Kube, so renewals never queue behind it).
+        self._rate_limit = rate_limit
         self._pool_size = pool_size
         # urllib3 retries a failed connect 3 times (a call then takes up to 4x its timeout when
         # connects hang); the Lease client, which works to a deadline, uses 0.
@@ -223,7 +228,11 @@ class Kube:
 
         `timeout` bounds each attempt; urllib3 may retry a failed connect (see `retries`).
         `text_only`: the body as text even when it looks like JSON (a pod's log of JSON lines).
+        With a rate limit, the token is taken before anything else: a waiting request holds no
+        connection, and a hung one no token.
         """
+        if self._rate_limit is not None:
+            self._rate_limit.wait()
         headers = {"Accept": "application/json", "Content-Type": content_type}
         params = self.api.param_serialize(
             method=method,

@@ -60,6 +60,11 @@ class OperatorSettings:
     # starts a thread per handler in flight (handler_pool.py), so this many objects whose API
     # calls hang are needed before a healthy one waits. Idle threads exit.
     max_workers: int = 256
+    # Client-side limit on the handlers' API requests (client-go's QPS/burst token bucket):
+    # a restart on many ModelDeployments is spread out instead of reaching the API server as up
+    # to max_workers requests at once. qps <= 0: no limit. The Lease client is not limited.
+    kube_api_qps: float = 50.0
+    kube_api_burst: int = 100
     log_format: str = "json"
     verbose: bool = False
     # spec.routing: the Gateway when a ModelDeployment names none, the endpoint picker image, and
@@ -91,6 +96,8 @@ class OperatorSettings:
             fetch_progress_seconds=seconds(env.get("MODELPLANE_FETCH_PROGRESS_INTERVAL", "10s")),
             metrics_port=int(env.get("MODELPLANE_METRICS_PORT", "9090")),
             max_workers=int(env.get("MODELPLANE_MAX_WORKERS", str(cls.max_workers))),
+            kube_api_qps=float(env.get("MODELPLANE_KUBE_API_QPS", str(cls.kube_api_qps))),
+            kube_api_burst=int(env.get("MODELPLANE_KUBE_API_BURST", str(cls.kube_api_burst))),
             leader_elect=env.get("MODELPLANE_LEADER_ELECT", "true").lower() in TRUE,
             leader_election_namespace=env.get("MODELPLANE_LEADER_ELECTION_NAMESPACE") or None,
             leader_election_id=env.get("MODELPLANE_LEADER_ELECTION_ID") or DEFAULT_LEASE_NAME,
