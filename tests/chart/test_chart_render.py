@@ -57,6 +57,7 @@ ALL_OPTIONS: dict[str, Any] = {
             "renewDeadline": "15s",
             "retryPeriod": "3s",
         },
+        "kubeApi": {"qps": 20, "burst": 30},
         "extraEnv": [{"name": "KOPF_EXTRA", "value": "1"}],
         "probes": {"port": 8081},
         "metrics": {"enabled": True, "port": 9100},
@@ -465,3 +466,10 @@ def test_bring_your_own_service_account_needs_its_name(render: Any) -> None:
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "platform-operator"
     assert one(objects, "ClusterRoleBinding")["subjects"][0]["name"] == "platform-operator"
+
+
+def test_the_operator_api_rate_limit_is_passed_as_client_go_style_flags(render: Any) -> None:
+    default = operator_container(render())["args"]
+    assert "--kube-api-qps=50" in default and "--kube-api-burst=100" in default
+    tuned = operator_container(render(ALL_OPTIONS))["args"]
+    assert "--kube-api-qps=20" in tuned and "--kube-api-burst=30" in tuned
