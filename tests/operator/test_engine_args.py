@@ -165,3 +165,16 @@ def test_every_flag_the_operator_emits_is_accepted_by_the_servers_parser():
     assert parsed.enable_prefix_caching is True
     emitted = {arg for arg in args if arg.startswith("--")}
     assert emitted >= set(contract.SERVER_FLAGS)  # the maximal spec uses every contract flag
+
+
+def test_stream_interval_in_extra_args_reaches_the_engine_with_vllms_flag():
+    """No spec field of its own: vLLM's `--stream-interval` passes through engine.extraArgs
+    and lands in the engine args the server builds AsyncLLM from (default 1)."""
+    spec = {"model": {"uri": "hf://Qwen/Qwen3-8B"}}
+    default = server_cli.build_settings(server_cli.parse_args(flags(spec), {}))
+    assert default.engine_args.stream_interval == 1
+    spec["engine"] = {"extraArgs": ["--stream-interval", "4"]}
+    args = flags(spec)
+    assert args[-2:] == ["--stream-interval", "4"]
+    settings = server_cli.build_settings(server_cli.parse_args(args, {}))
+    assert settings.engine_args.stream_interval == 4

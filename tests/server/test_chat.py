@@ -77,6 +77,31 @@ def test_stream_text_equals_non_stream_text_at_temperature_0(client: openai.Open
     assert all(reason is None for reason in finishes[:-1])
 
 
+def test_request_stream_interval_batches_tokens_per_chunk(client: openai.OpenAI) -> None:
+    """vLLM's per-request `stream_interval`: this server streams token by token, this request
+    asks for chunks of up to five tokens, and the text is the same."""
+    ask: dict[str, Any] = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Tell me a short story about a cat."}],
+        "temperature": 0,
+        "max_tokens": 30,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    one = list(client.chat.completions.create(**ask))
+    five = list(client.chat.completions.create(**ask, extra_body={"stream_interval": 5}))
+
+    def content(chunks: list[Any]) -> list[str]:
+        return [
+            c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+        ]
+
+    assert "".join(content(five)) == "".join(content(one))
+    assert five[-1].usage.completion_tokens == one[-1].usage.completion_tokens == 30
+    assert len(content(five)) <= 30 / 5 + 1 < len(content(one))
+    assert [c.choices[0].finish_reason for c in five if c.choices][-1] == "length"
+
+
 def test_usage_chunk_comes_last_with_empty_choices(client: openai.OpenAI) -> None:
     chunks = list(
         client.chat.completions.create(

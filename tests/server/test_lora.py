@@ -2,6 +2,9 @@
 
 The adapter is written by the test (PEFT file layout, small random weights for SmolLM2-135M's
 q_proj/v_proj), so no adapter has to be downloaded.
+
+The same server streams with `--stream-interval 4` (vLLM's flag; one engine start for both):
+each SSE chunk then carries up to four tokens, and the stream must still add up to the answer.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ pytestmark = pytest.mark.slow
 BASE = "smollm2-135m-instruct"
 ADAPTER = "smollm2-test-lora"
 RANK = 8
+STREAM_INTERVAL = 4
 
 
 def write_lora_adapter(out: Path, base_model: Path) -> None:
@@ -68,6 +72,8 @@ def lora_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.Ope
             str(RANK),
             "--lora-modules",
             f"{ADAPTER}={workdir / 'adapter'}",
+            "--stream-interval",
+            str(STREAM_INTERVAL),
         ],
     )
     try:
@@ -98,3 +104,107 @@ def test_model_field_selects_the_adapter(lora_client: openai.OpenAI) -> None:
     assert "Paris" in base
     # The adapter's random weights change the greedy answer: the LoRA was applied.
     assert answer(ADAPTER) != base
+
+
+# --- --stream-interval: several tokens per SSE chunk ----------------------------------------
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Get the current weather in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+
+
+def test_stream_interval_chunks_carry_several_tokens_and_add_up_to_the_answer(
+    lora_client: openai.OpenAI,
+) -> None:
+    ask = {
+        "model": BASE,
+        "messages": [{"role": "user", "content": "Tell me a story about a dragon."}],
+        "temperature": 0,
+        "max_tokens": 40,
+        "logprobs": True,
+        "top_logprobs": 2,
+    }
+    full = lora_client.chat.completions.create(**ask)  # type: ignore[call-overload]
+    chunks = list(
+        lora_client.chat.completions.create(
+            stream=True,
+            stream_options={"include_usage": True},
+            **ask,  # type: ignore[arg-type]
+        )
+    )
+    with_choices = [chunk for chunk in chunks if chunk.choices]
+    content = [c for c in with_choices if c.choices[0].delta.content]
+    text = "".join(c.choices[0].delta.content for c in content)
+    assert text == full.choices[0].message.content
+    assert chunks[-1].usage is not None and full.usage is not None
+    assert chunks[-1].usage.completion_tokens == full.usage.completion_tokens == 40
+    assert len(content) < full.usage.completion_tokens / 2  # several tokens per chunk
+    assert with_choices[-1].choices[0].finish_reason == full.choices[0].finish_reason == "length"
+    # logprobs: one entry per token, however many tokens a chunk carries
+    per_chunk = [len(c.choices[0].logprobs.content) for c in with_choices if c.choices[0].logprobs]
+    assert sum(per_chunk) == full.usage.completion_tokens
+    assert max(per_chunk) == STREAM_INTERVAL
+    streamed = [
+        e for c in with_choices if c.choices[0].logprobs for e in c.choices[0].logprobs.content
+    ]
+    assert full.choices[0].logprobs is not None and full.choices[0].logprobs.content is not None
+    assert [e.token for e in streamed] == [e.token for e in full.choices[0].logprobs.content]
+    assert all(len(e.top_logprobs) == 2 for e in streamed)
+
+
+def test_stream_interval_completions_keep_text_offsets_contiguous(
+    lora_client: openai.OpenAI,
+) -> None:
+    ask = {"model": BASE, "prompt": "The capital of France is", "max_tokens": 24}
+    full = lora_client.completions.create(temperature=0, logprobs=1, **ask)  # type: ignore[call-overload]
+    chunks = list(lora_client.completions.create(temperature=0, logprobs=1, stream=True, **ask))  # type: ignore[call-overload]
+    with_choices = [chunk for chunk in chunks if chunk.choices]
+    assert "".join(c.choices[0].text for c in with_choices) == full.choices[0].text
+    assert len(with_choices) < 24 / 2
+    tokens = [
+        t for c in with_choices if c.choices[0].logprobs for t in c.choices[0].logprobs.tokens
+    ]
+    offsets = [
+        o for c in with_choices if c.choices[0].logprobs for o in c.choices[0].logprobs.text_offset
+    ]
+    assert full.choices[0].logprobs is not None
+    assert tokens == full.choices[0].logprobs.tokens
+    assert offsets == full.choices[0].logprobs.text_offset
+    assert with_choices[-1].choices[0].finish_reason == full.choices[0].finish_reason
+
+
+def test_stream_interval_streams_a_named_tool_call_whole(lora_client: openai.OpenAI) -> None:
+    ask = {
+        "model": BASE,
+        "messages": [{"role": "user", "content": "What is the weather like in Paris today?"}],
+        "tools": TOOLS,
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "temperature": 0,
+        "max_tokens": 100,
+    }
+    full = lora_client.chat.completions.create(**ask)  # type: ignore[call-overload]
+    chunks = list(lora_client.chat.completions.create(stream=True, **ask))  # type: ignore[call-overload]
+    deltas = [
+        call
+        for chunk in chunks
+        if chunk.choices
+        for call in chunk.choices[0].delta.tool_calls or []
+    ]
+    assert deltas[0].id and deltas[0].function.name == "get_weather"
+    assert all(d.index == 0 for d in deltas)
+    arguments = "".join(d.function.arguments or "" for d in deltas)
+    assert full.choices[0].message.tool_calls is not None
+    assert arguments == full.choices[0].message.tool_calls[0].function.arguments
+    assert json.loads(arguments)["city"]
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"

@@ -93,6 +93,7 @@ def test_tool_choice_defaults_to_auto_with_tools_and_none_without() -> None:
             "tool_choice",
         ),
         ({"stream_options": {"include_usage": True}}, "stream_options"),
+        ({"stream_interval": 0}, "stream_interval"),
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "robot", "content": "x"}]}, "messages"),
     ],

@@ -67,6 +67,7 @@ def test_every_sampling_field_reaches_sampling_params() -> None:
         ignore_eos=True,
         min_tokens=3,
         stop_token_ids=[7],
+        stream_interval=4,
         stream=True,
     )
     params = chat_sampling_params(request, max_tokens=50, model_defaults={})
@@ -78,6 +79,7 @@ def test_every_sampling_field_reaches_sampling_params() -> None:
     assert (params.top_k, params.min_p, params.repetition_penalty) == (40, 0.05, 1.1)
     assert params.ignore_eos is True
     assert params.min_tokens == 3
+    assert params.stream_interval == 4
     assert 7 in params.stop_token_ids
     assert params.output_kind == RequestOutputKind.DELTA
 

@@ -182,6 +182,8 @@ class SamplingFields(_Model):
     skip_special_tokens: bool = True
     spaces_between_special_tokens: bool = True
     include_stop_str_in_output: bool = False
+    # Tokens per streamed chunk, raised to at least the server's --stream-interval by vLLM.
+    stream_interval: Annotated[int, Field(ge=1)] | None = None
 
     @field_validator("logit_bias")
     @classmethod

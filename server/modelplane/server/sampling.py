@@ -73,6 +73,7 @@ def build_sampling_params(
             structured_outputs=structured_outputs,
             logit_bias=request.logit_bias,
             allowed_token_ids=request.allowed_token_ids,
+            stream_interval=request.stream_interval,
             skip_clone=True,
         )
     except (ValueError, VLLMClientError) as error:
