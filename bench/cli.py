@@ -12,6 +12,7 @@ from bench.config import SYSTEMS, parse_config
 from bench.report import (
     build_results,
     format_ceiling,
+    format_stream_intervals,
     format_table,
     merge_json,
     plot_chart,
@@ -24,6 +25,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     # SIGTERM (timeout, CI) unwinds like Ctrl-C, so engines, servers and the operator stop too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     json_path = config.output_dir / "latest.json"
+    if config.command == "ceiling" and config.ceiling_stream_intervals:
+        from bench.frontend_ceiling import run_stream_interval_ceiling
+
+        model, served_name = resolve_model(config)
+        intervals = run_stream_interval_ceiling(model, served_name, config)
+        merge_json(intervals, json_path)
+        print(format_stream_intervals(intervals))
+        return
     if config.command == "ceiling":
         from bench.frontend_ceiling import run_ceiling
 
@@ -62,7 +71,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     merge_json(
         results,
         json_path,
-        keep=("frontend_ceiling_setup", "frontend_ceiling", "frontend_floor", "cold_start"),
+        keep=(
+            "frontend_ceiling_setup",
+            "frontend_ceiling",
+            "frontend_floor",
+            "frontend_ceiling_stream_interval_setup",
+            "frontend_ceiling_stream_interval",
+            "cold_start",
+        ),
     )
     plot_chart(results, png_path)
     print(format_table(results))

@@ -31,6 +31,7 @@ class BenchConfig:
     ceiling_streams: list[int] = field(default_factory=lambda: [16, 64, 256])
     ceiling_seconds: float = 10.0
     ceiling_tokens: int = 64
+    ceiling_stream_intervals: list[int] = field(default_factory=list)
 
 
 def _int_list(text: str) -> list[int]:
@@ -176,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="ceiling: output tokens per request (default: 64)",
     )
     parser.add_argument(
+        "--stream-intervals",
+        type=_int_list,
+        default=[],
+        help="ceiling: instead of the process counts, one front end at each of these "
+        "--stream-interval values (vLLM's flag), interleaved over --rounds; written as "
+        "frontend_ceiling_stream_interval (default: none)",
+    )
+    parser.add_argument(
         "--operator-deployments",
         type=int,
         default=200,
@@ -211,4 +220,5 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
         ceiling_streams=args.streams,
         ceiling_seconds=args.ceiling_seconds,
         ceiling_tokens=args.ceiling_tokens,
+        ceiling_stream_intervals=args.stream_intervals,
     )

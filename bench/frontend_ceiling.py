@@ -61,13 +61,15 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total
 
 
-def server_args(model: str, served_name: str, port: int, processes: int) -> argparse.Namespace:
+def server_args(
+    model: str, served_name: str, port: int, processes: int, stream_interval: int = 1
+) -> argparse.Namespace:
     from modelplane.server.cli import parse_args
 
     argv = [
         "--model", model, "--served-model-name", served_name, "--enforce-eager",
         "--host", "127.0.0.1", "--port", str(port), "--api-server-count", str(processes),
-        "--max-concurrent-requests", "0",
+        "--max-concurrent-requests", "0", "--stream-interval", str(stream_interval),
     ]  # fmt: skip
     return parse_args(argv, {})
 
@@ -114,6 +116,7 @@ async def measure_window(
     measure_s: float,
     pids: Sequence[int],
     received: Any,
+    stream_interval: int = 1,
 ) -> tuple[float, float, float, int]:
     """(tokens/s, CPU us/token, tokens per event, errors) over the window after the warm-up."""
     counters = LoadCounters()
@@ -124,8 +127,11 @@ async def measure_window(
     start = time.perf_counter()
     stop_at = start + warmup_s + measure_s
     load = asyncio.ensure_future(
-        run_streams(host, port, served_name, streams, max_tokens, stop_at, counters, on_tokens)
-    )
+        run_streams(
+            host, port, served_name, streams, max_tokens, stop_at, counters, on_tokens,
+            tokens_per_event=stream_interval,
+        )
+    )  # fmt: skip
     await asyncio.sleep(warmup_s)
     tokens0, events0, cpu0, t0 = (
         received.value,
@@ -171,7 +177,12 @@ def wait_ready(port: int, processes: int = 1, timeout_s: float = 1200.0) -> None
 
 
 def measure_modelplane(
-    model: str, served_name: str, processes: int, streams: Sequence[int], options: CeilingOptions
+    model: str,
+    served_name: str,
+    processes: int,
+    streams: Sequence[int],
+    options: CeilingOptions,
+    stream_interval: int = 1,
 ) -> list[CeilingPoint]:
     """Start `processes` modelplane front ends over the synthetic engine; one point per level."""
     from modelplane.server.api_servers import (
@@ -182,7 +193,7 @@ def measure_modelplane(
     from modelplane.server.cli import build_settings
 
     port = free_port()
-    args = server_args(model, served_name, port, processes)
+    args = server_args(model, served_name, port, processes, stream_interval)
     settings = build_settings(args)
     vllm_config = settings.engine_args.create_engine_config()
     spawn = multiprocessing.get_context("spawn")
@@ -200,10 +211,12 @@ def measure_modelplane(
             for level in streams:
                 rate, cpu_us, per_event, errors = asyncio.run(
                     measure_window("127.0.0.1", port, served_name, level, options.max_tokens,
-                                   options.warmup_s, options.measure_s, pids, received)
+                                   options.warmup_s, options.measure_s, pids, received,
+                                   stream_interval)
                 )  # fmt: skip
                 point = CeilingPoint(processes, level, rate, cpu_us, per_event, errors)
-                log(f"modelplane x{processes}, {level} streams: {rate:.0f} tok/s, "
+                log(f"modelplane x{processes} interval {stream_interval}, {level} streams: "
+                    f"{rate:.0f} tok/s, "
                     f"{cpu_us:.0f} us CPU/token, {per_event:.2f} tokens/event, {errors} errors")  # fmt: skip
                 points.append(point)
         finally:
@@ -339,4 +352,52 @@ def run_ceiling(model: str, served_name: str, config: BenchConfig) -> dict[str, 
             }
             for p in floor
         ],
+    }
+
+
+def run_stream_interval_ceiling(
+    model: str, served_name: str, config: BenchConfig
+) -> dict[str, Any]:
+    """`frontend_ceiling_stream_interval`: one front end at each `--stream-interval`, over
+    `rounds` rounds with the intervals interleaved, beside the AsyncLLM floor of the same run."""
+    options = CeilingOptions(max_tokens=config.ceiling_tokens, measure_s=config.ceiling_seconds)
+    load_before = os.getloadavg()[0]
+    floor = {p.streams: p for p in measure_raw(model, config.ceiling_streams, options)}
+    rows = []
+    for round_index in range(config.rounds):
+        for interval in config.ceiling_stream_intervals:
+            for p in measure_modelplane(
+                model, served_name, 1, config.ceiling_streams, options, stream_interval=interval
+            ):
+                rows.append(
+                    {
+                        "round": round_index,
+                        "stream_interval": interval,
+                        "processes": p.processes,
+                        "streams": p.streams,
+                        "output_tokens_per_s": p.output_tokens_per_s,
+                        "serving_cpu_us_per_token": p.serving_cpu_us_per_token,
+                        "tokens_per_event": p.tokens_per_event,
+                        "cpu_to_floor": p.serving_cpu_us_per_token
+                        / floor[p.streams].serving_cpu_us_per_token,
+                        "errors": p.errors,
+                    }
+                )
+    return {
+        "frontend_ceiling_stream_interval_setup": {
+            "measure_s": options.measure_s,
+            "max_tokens": options.max_tokens,
+            "cpu_count": os.cpu_count(),
+            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            # The floor is AsyncLLM at stream interval 1, measured in this run.
+            "floor": [
+                {
+                    "streams": p.streams,
+                    "output_tokens_per_s": p.output_tokens_per_s,
+                    "cpu_us_per_token": p.serving_cpu_us_per_token,
+                }
+                for p in floor.values()
+            ],
+        },
+        "frontend_ceiling_stream_interval": rows,
     }

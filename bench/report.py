@@ -100,6 +100,20 @@ def format_ceiling(ceiling: dict[str, Any]) -> str:
     )
 
 
+def format_stream_intervals(intervals: dict[str, Any]) -> str:
+    """One front end per --stream-interval as Markdown, CPU per token against the floor."""
+    rows = [
+        [str(p["stream_interval"]), str(p["streams"]), _fmt(p["output_tokens_per_s"], 0),
+         _fmt(p["serving_cpu_us_per_token"], 0), _fmt(p["cpu_to_floor"], 2),
+         _fmt(p["tokens_per_event"], 2)]
+        for p in intervals.get("frontend_ceiling_stream_interval", [])
+    ]  # fmt: skip
+    return _markdown(
+        ["stream interval", "streams", "output tok/s", "CPU us/token", "x floor", "tokens/event"],
+        rows,
+    )
+
+
 def _fmt(value: Any, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"

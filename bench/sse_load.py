@@ -58,8 +58,12 @@ async def stream_once(
     request: bytes,
     counters: LoadCounters,
     on_tokens: Callable[[int], None],
+    tokens_per_event: int = 1,
 ) -> None:
-    """One streamed chat completion on a kept-alive connection, read to its last chunk."""
+    """One streamed chat completion on a kept-alive connection, read to its last chunk.
+
+    Each event is credited `tokens_per_event` tokens as it arrives (the server's
+    --stream-interval), corrected to the usage chunk's count at the end."""
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200"):
@@ -76,7 +80,7 @@ async def stream_once(
         new = window.count(CONTENT_EVENT) - tail.count(CONTENT_EVENT)
         if new:
             events += new
-            on_tokens(new)
+            on_tokens(new * tokens_per_event)
         if not done and DONE_EVENT in window:
             done = True
             found = COMPLETION_TOKENS.findall(window)
@@ -88,8 +92,9 @@ async def stream_once(
     counters.requests += 1
     if usage is not None:
         counters.completion_tokens += usage
-        if usage > events:  # tokens merged into one event still reach the pacing counter
-            on_tokens(usage - events)
+        credited = events * tokens_per_event
+        if usage != credited:  # tokens merged into one event still reach the pacing counter
+            on_tokens(usage - credited)
 
 
 async def run_streams(
@@ -102,6 +107,7 @@ async def run_streams(
     counters: LoadCounters,
     on_tokens: Callable[[int], None],
     prompts: tuple[str, ...] = ("Write a short poem about the sea.",),
+    tokens_per_event: int = 1,
 ) -> None:
     """`streams` connections, each sending one request after another until `stop_at`."""
 
@@ -112,7 +118,8 @@ async def run_streams(
             while time.perf_counter() < stop_at:
                 try:
                     await asyncio.wait_for(
-                        stream_once(reader, writer, request, counters, on_tokens), STREAM_TIMEOUT_S
+                        stream_once(reader, writer, request, counters, on_tokens, tokens_per_event),
+                        STREAM_TIMEOUT_S,
                     )
                 except (
                     RuntimeError,

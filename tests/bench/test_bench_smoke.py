@@ -93,3 +93,27 @@ def test_bench_ceiling_measures_the_front_end_over_the_synthetic_engine(tmp_path
     [floor] = results["frontend_floor"]
     assert floor["streams"] == 4 and floor["output_tokens_per_s"] > 0
     assert "| modelplane x1 | 4 |" in result.stdout
+
+
+def test_bench_ceiling_stream_intervals_write_their_own_section(tmp_path: Path) -> None:
+    """`--stream-intervals 1,4`: one front end per vLLM --stream-interval, each chunk then
+    carrying up to that many tokens, beside the floor; the process sweep's keys untouched."""
+    (tmp_path / "latest.json").write_text('{"frontend_ceiling": [{"processes": 1}]}')
+    result = run_bench(
+        [
+            "ceiling", "--stream-intervals", "1,4", "--rounds", "1", "--streams", "4",
+            "--ceiling-seconds", "2", "--ceiling-tokens", "16", "--output-dir", str(tmp_path),
+        ],
+        timeout_s=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-5000:]
+    results = json.loads((tmp_path / "latest.json").read_text())
+    assert results["frontend_ceiling"] == [{"processes": 1}]
+    one, four = results["frontend_ceiling_stream_interval"]
+    assert (one["stream_interval"], four["stream_interval"]) == (1, 4)
+    assert one["errors"] == four["errors"] == 0
+    assert one["tokens_per_event"] < 1.5 < 2.5 < four["tokens_per_event"] <= 4
+    assert four["output_tokens_per_s"] > 0 and four["cpu_to_floor"] > 0
+    setup = results["frontend_ceiling_stream_interval_setup"]
+    assert [f["streams"] for f in setup["floor"]] == [4]
+    assert "| 4 | 4 |" in result.stdout

@@ -208,6 +208,8 @@ def test_flags_parse_into_the_config() -> None:
         "--enforce-eager", "--max-model-len", "512", "--dtype", "float32"
     ]  # fmt: skip
     assert parse_config(["operator"]).systems == ["operator"]
+    assert parse_config(["ceiling"]).ceiling_stream_intervals == []
+    assert parse_config(["ceiling", "--stream-intervals", "1,4"]).ceiling_stream_intervals == [1, 4]
 
 
 def test_every_system_serves_the_bundled_model_in_modelplanes_dtype() -> None:

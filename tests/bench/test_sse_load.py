@@ -27,7 +27,9 @@ STREAM = [
 ]
 
 
-async def serve_twice_and_count(split: int) -> tuple[LoadCounters, int]:
+async def serve_twice_and_count(
+    split: int, tokens_per_event: int = 1
+) -> tuple[LoadCounters, list[int]]:
     """Two requests on one kept-alive connection; the server writes `split`-byte pieces."""
     response = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + chunked(STREAM)
 
@@ -49,10 +51,10 @@ async def serve_twice_and_count(split: int) -> tuple[LoadCounters, int]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     request = chat_request("127.0.0.1", port, "m", "hi", 3)
     for _ in range(2):
-        await stream_once(reader, writer, request, counters, reported.append)
+        await stream_once(reader, writer, request, counters, reported.append, tokens_per_event)
     writer.close()
     server.close()
-    return counters, sum(reported)
+    return counters, reported
 
 
 def test_counts_content_events_and_usage_however_the_bytes_are_split() -> None:
@@ -62,7 +64,16 @@ def test_counts_content_events_and_usage_however_the_bytes_are_split() -> None:
         assert counters.content_events == 4  # the role chunk's empty content is not a token
         assert counters.completion_tokens == 6
         # The pacing counter hears of every token: 2 events + 1 merged token per request.
-        assert reported == 6
+        assert sum(reported) == 6
+
+
+def test_with_a_stream_interval_events_are_credited_that_many_tokens_then_corrected() -> None:
+    """--stream-interval 4: the pacing counter hears 4 tokens per event as it arrives (the
+    synthetic engine must not wait for tokens the front end holds back), the usage's count
+    in the end."""
+    counters, reported = asyncio.run(serve_twice_and_count(64, tokens_per_event=4))
+    assert reported[0] in (4, 8)  # one event or both in the first read
+    assert sum(reported) == counters.completion_tokens == 6
 
 
 def test_chat_request_is_a_streamed_chat_completion_with_usage() -> None:
