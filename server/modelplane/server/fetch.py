@@ -38,8 +38,9 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,34 +236,80 @@ class ProgressReporter:
         self._thread.join()
 
 
-def download_blob(url: str, blob: Path, remote: RemoteFile, headers: dict[str, str]) -> None:
-    """Download one file to `blob`, continuing `<blob>.incomplete` with a Range request if present."""
-    from huggingface_hub.utils import get_session
+class SourceChanged(FetchError):
+    """The source changed while its file was fetched: fetching again now would not help."""
 
-    partial = blob.with_name(blob.name + ".incomplete")
+
+def download_resumable(
+    path: Path,
+    size: int,
+    name: str,
+    open_stream: Callable[[dict[str, str]], AbstractContextManager[Any]],
+    verify: Callable[[Path], str | None],
+) -> None:
+    """Download to `<path>.incomplete`, continuing it with a Range request; verify; rename.
+
+    `open_stream(range_headers)` opens the GET (raising for an error status); the hub and S3
+    sources differ only in that and in how a file is verified.
+    """
+    partial = path.with_name(path.name + ".incomplete")
     offset = partial.stat().st_size if partial.is_file() else 0
-    if offset > remote.size:  # not a prefix of this file: start over
+    if offset > size:  # not a prefix of this file: start over
         partial.unlink()
         offset = 0
-    if offset < remote.size:
-        request_headers = {**headers, "Accept-Encoding": "identity"}
+    if offset < size:
+        range_headers = {"Range": f"bytes={offset}-"} if offset else {}
         if offset:
-            request_headers["Range"] = f"bytes={offset}-"
+            log("resume", file=name, offset=offset)
+        with open_stream(range_headers) as response:
+            resumed = response.status_code == 206
+            if offset and not resumed:
+                log("resume-refused", file=name, offset=offset)
+            with partial.open("ab" if resumed else "wb") as out:
+                for chunk in response.iter_bytes(CHUNK):
+                    out.write(chunk)
+    problem = verify(partial)
+    if problem is not None:
+        partial.unlink(missing_ok=True)
+        raise FetchError(f"{name}: {problem}")
+    partial.replace(path)
+
+
+def fetch_verified(
+    path: Path, name: str, verify: Callable[[Path], str | None], download: Callable[[], None]
+) -> None:
+    """A verified file at `path`: kept, or fetched; a failed verification is fetched once more."""
+    if path.is_file() and (problem := verify(path)) is not None:
+        log("corrupt", file=name, problem=problem, action="refetch")
+        path.unlink()
+    for attempt in (1, 2):
+        if not path.is_file():
+            try:
+                download()
+            except FetchError as error:
+                if attempt == 2 or isinstance(error, SourceChanged):
+                    raise FetchError(f"verification failed after a re-fetch: {error}") from None
+                log("corrupt", file=name, problem=str(error), action="refetch")
+                continue
+        break
+
+
+def download_blob(url: str, blob: Path, remote: RemoteFile, headers: dict[str, str]) -> None:
+    """Download one hub file to `blob` (resumable, verified)."""
+    from huggingface_hub.utils import get_session
+
+    @contextmanager
+    def open_stream(range_headers: dict[str, str]) -> Iterator[Any]:
+        request_headers = {**headers, "Accept-Encoding": "identity", **range_headers}
         with get_session().stream(
             "GET", url, headers=request_headers, follow_redirects=True, timeout=60
         ) as response:
             response.raise_for_status()
-            resumed = response.status_code == 206
-            if offset and not resumed:
-                log("resume-refused", file=remote.path, offset=offset)
-            with partial.open("ab" if resumed else "wb") as out:
-                for chunk in response.iter_bytes(CHUNK):
-                    out.write(chunk)
-    problem = verify_file(partial, remote)
-    if problem is not None:
-        partial.unlink(missing_ok=True)
-        raise FetchError(f"{remote.path}: {problem}")
-    partial.replace(blob)
+            yield response
+
+    download_resumable(
+        blob, remote.size, remote.path, open_stream, lambda path: verify_file(path, remote)
+    )
 
 
 def place_file(
@@ -282,19 +329,12 @@ def place_file(
     lock = storage.parent / ".locks" / storage.name / f"{remote.cache_blob}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock)):
-        if blob.is_file() and (problem := verify_file(blob, remote)) is not None:
-            log("corrupt", file=remote.path, problem=problem, action="refetch")
-            blob.unlink()
-        for attempt in (1, 2):
-            if not blob.is_file():
-                try:
-                    download_blob(url, blob, remote, headers)
-                except FetchError as error:
-                    if attempt == 2:
-                        raise FetchError(f"verification failed after a re-fetch: {error}") from None
-                    log("corrupt", file=remote.path, problem=str(error), action="refetch")
-                    continue
-            break
+        fetch_verified(
+            blob,
+            remote.path,
+            lambda path: verify_file(path, remote),
+            lambda: download_blob(url, blob, remote, headers),
+        )
     if link.is_symlink() or link.exists():
         link.unlink()
     link.symlink_to(os.path.relpath(blob, link.parent))

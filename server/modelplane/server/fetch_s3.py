@@ -32,6 +32,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,9 @@ from modelplane.server.fetch import (
     FetchError,
     ProgressReporter,
     RemoteFile,
+    SourceChanged,
+    download_resumable,
+    fetch_verified,
     log,
     model_facts,
 )
@@ -283,32 +287,25 @@ def verify_object(client: S3Client, bucket: str, obj: S3Object, path: Path) -> s
 
 
 def download_object(client: S3Client, bucket: str, obj: S3Object, path: Path) -> None:
-    """Download to `<path>.incomplete`, continuing it with a Range request; verify; rename."""
-    partial = path.with_name(path.name + ".incomplete")
-    offset = partial.stat().st_size if partial.is_file() else 0
-    if offset > obj.size:
-        partial.unlink()
-        offset = 0
-    if offset < obj.size:
+    """Download one object to `path` (resumable, verified); If-Match pins the listed version."""
+
+    @contextmanager
+    def open_stream(range_headers: dict[str, str]) -> Iterator[httpx.Response]:
         headers = {"if-match": f'"{obj.etag}"'} if obj.etag else {}
-        if offset:
-            headers["range"] = f"bytes={offset}-"
-            log("resume", file=obj.key, offset=offset)
+        headers.update({key.lower(): value for key, value in range_headers.items()})
         with client.stream(bucket, obj.key, headers) as response:
             if response.status_code == 412:  # changed since the listing: the next run relists
-                raise FetchError(f"s3://{bucket}/{obj.key}: changed while fetching (ETag)")
+                raise SourceChanged(f"s3://{bucket}/{obj.key}: changed while fetching (ETag)")
             client._check(response, f"GET s3://{bucket}/{obj.key}")
-            resumed = response.status_code == 206
-            if offset and not resumed:
-                log("resume-refused", file=obj.key, offset=offset)
-            with partial.open("ab" if resumed else "wb") as out:
-                for chunk in response.iter_bytes(CHUNK):
-                    out.write(chunk)
-    problem = verify_object(client, bucket, obj, partial)
-    if problem is not None:
-        partial.unlink(missing_ok=True)
-        raise FetchError(f"{obj.key}: {problem}")
-    partial.replace(path)
+            yield response
+
+    download_resumable(
+        path,
+        obj.size,
+        obj.key,
+        open_stream,
+        lambda partial: verify_object(client, bucket, obj, partial),
+    )
 
 
 def place_object(
@@ -316,19 +313,12 @@ def place_object(
 ) -> None:
     """A verified file at `path`: kept, or fetched (twice at most)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_file() and (problem := verify_object(client, source.bucket, obj, path)):
-        log("corrupt", file=obj.key, problem=problem, action="refetch")
-        path.unlink()
-    for attempt in (1, 2):
-        if not path.is_file():
-            try:
-                download_object(client, source.bucket, obj, path)
-            except FetchError as error:
-                if attempt == 2 or "changed while fetching" in str(error):
-                    raise FetchError(f"verification failed after a re-fetch: {error}") from None
-                log("corrupt", file=obj.key, problem=str(error), action="refetch")
-                continue
-        break
+    fetch_verified(
+        path,
+        obj.key,
+        lambda candidate: verify_object(client, source.bucket, obj, candidate),
+        lambda: download_object(client, source.bucket, obj, path),
+    )
 
 
 def listing_digest(objects: list[S3Object]) -> str:
