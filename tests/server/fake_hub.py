@@ -21,7 +21,6 @@ import hashlib
 import http.server
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
+
+from tests.server.loopback_http import loopback_server
 
 LFS_THRESHOLD = 1024 * 1024
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -201,13 +202,6 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
 
 @contextmanager
 def serve_hub(hub: FakeHub) -> Iterator[FakeHub]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
-    server.daemon_threads = True
-    hub.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_server(_handler(hub)) as url:
+        hub.url = url
         yield hub
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import http.server
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 from xml.sax.saxutils import escape
+
+from tests.server.loopback_http import loopback_server
 
 PAGE = 2  # keys per ListObjectsV2 page: the fetch must follow continuation tokens
 
@@ -151,13 +152,6 @@ def _handler(store: FakeS3) -> type[http.server.BaseHTTPRequestHandler]:
 
 @contextmanager
 def serve_s3(store: FakeS3) -> Iterator[FakeS3]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(store))
-    server.daemon_threads = True
-    store.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_server(_handler(store)) as url:
+        store.url = url
         yield store
-    finally:
-        server.shutdown()
-        server.server_close()
