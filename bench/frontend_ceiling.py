@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import psutil
 
 from bench.config import BenchConfig
+from bench.cpu_clock import process_cpu_seconds
 from bench.servers import free_port
 from bench.sse_load import LoadCounters, run_streams
 from bench.synthetic_engine import run_synthetic_engine
@@ -54,11 +54,7 @@ def log(message: str) -> None:
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        times = psutil.Process(pid).cpu_times()
-        total += times.user + times.system
-    return total
+    return sum(process_cpu_seconds(pid) for pid in pids)
 
 
 def server_args(
@@ -265,10 +261,9 @@ def raw_floor_process(
 
         load = asyncio.gather(*(stream_loop() for _ in range(streams)))
         await asyncio.sleep(options.warmup_s)
-        me = psutil.Process()
-        tokens0, cpu0, t0 = received.value, sum(me.cpu_times()[:2]), time.perf_counter()
+        tokens0, cpu0, t0 = received.value, process_cpu_seconds(), time.perf_counter()
         await asyncio.sleep(options.measure_s)
-        tokens1, cpu1, t1 = received.value, sum(me.cpu_times()[:2]), time.perf_counter()
+        tokens1, cpu1, t1 = received.value, process_cpu_seconds(), time.perf_counter()
         await load
         llm.shutdown()
         tokens = max(1, tokens1 - tokens0)

@@ -11,9 +11,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
-
 from bench.config import SYSTEM_LABELS, BenchConfig
+from bench.cpu_clock import process_cpu_seconds
 from bench.openai_stream import make_client, stream_chat
 from bench.raw_engine import raw_engine
 from bench.servers import (
@@ -49,8 +48,7 @@ class OpenSystem:
     serving_pid: int
 
     def serving_cpu_seconds(self) -> float:
-        times = psutil.Process(self.serving_pid).cpu_times()
-        return float(times.user + times.system)
+        return process_cpu_seconds(self.serving_pid)
 
 
 def engine_env() -> dict[str, str]:
