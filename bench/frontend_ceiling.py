@@ -5,7 +5,8 @@ output processor and detokenizer, SSE) over `synthetic_engine`, an engine core s
 is never the bottleneck, driven by `sse_load`'s thin client. For each front-end process count
 (`--api-server-count`, vLLM's mechanism) it reports output tokens/s and the front ends' CPU
 time per token. The floor is the same measured on vLLM's bare `AsyncLLM` in one process
-(chat template, tokenize, `generate`, no HTTP) over the same synthetic engine.
+(chat template, tokenize, `generate`, no HTTP) over the same synthetic engine; the HTTP
+floor (`http_floor`) is uvicorn alone streaming canned SSE chunks to the same client.
 """
 
 from __future__ import annotations
@@ -310,10 +311,14 @@ class CeilingOptions:
 
 
 def run_ceiling(model: str, served_name: str, config: BenchConfig) -> dict[str, Any]:
-    """`frontend_ceiling` (and the `frontend_floor` it is compared with) for latest.json."""
+    """`frontend_ceiling` and the floors it is compared with for latest.json: `frontend_floor`
+    (AsyncLLM, no HTTP) and `frontend_http_floor` (uvicorn streaming canned SSE, nothing else)."""
+    from bench.http_floor import measure_http_floor
+
     options = CeilingOptions(max_tokens=config.ceiling_tokens, measure_s=config.ceiling_seconds)
     load_before = os.getloadavg()[0]
     floor = measure_raw(model, config.ceiling_streams, options)
+    http_floor = measure_http_floor(model, served_name, config.ceiling_streams, options)
     points = [
         point
         for count in config.ceiling_processes
@@ -346,6 +351,16 @@ def run_ceiling(model: str, served_name: str, config: BenchConfig) -> dict[str, 
                 "cpu_us_per_token": p.serving_cpu_us_per_token,
             }
             for p in floor
+        ],
+        "frontend_http_floor": [
+            {
+                "streams": p.streams,
+                "output_tokens_per_s": p.output_tokens_per_s,
+                "cpu_us_per_token": p.serving_cpu_us_per_token,
+                "tokens_per_event": p.tokens_per_event,
+                "errors": p.errors,
+            }
+            for p in http_floor
         ],
     }
 

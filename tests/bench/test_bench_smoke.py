@@ -92,7 +92,12 @@ def test_bench_ceiling_measures_the_front_end_over_the_synthetic_engine(tmp_path
     assert point["tokens_per_event"] >= 1.0
     [floor] = results["frontend_floor"]
     assert floor["streams"] == 4 and floor["output_tokens_per_s"] > 0
+    [http_floor] = results["frontend_http_floor"]
+    assert http_floor["streams"] == 4 and http_floor["errors"] == 0
+    assert http_floor["output_tokens_per_s"] > 0 and 0 < http_floor["cpu_us_per_token"] < 1e6
+    assert http_floor["tokens_per_event"] == 1.0  # paced: every token its own event
     assert "| modelplane x1 | 4 |" in result.stdout
+    assert "| uvicorn canned SSE (HTTP floor) | 4 |" in result.stdout
 
 
 def test_bench_ceiling_stream_intervals_write_their_own_section(tmp_path: Path) -> None:
