@@ -149,27 +149,14 @@ async def measure_window(
     )
 
 
-def wait_ready(port: int, processes: int = 1, timeout_s: float = 1200.0) -> None:
-    """Until every front end answers /ready with 200.
-
-    The front ends share the port (SO_REUSEPORT): the kernel hands each new connection to one
-    of them by a hash of its address, so one 200 says only that one of them is ready; a front
-    end still loading would answer the load's first requests with 503. Twenty answers in a
-    row per front end, each on a new connection, leave a loading one a chance below 1e-6.
-    """
-    needed = 20 * processes
-    in_a_row = 0
+def wait_ready(port: int, timeout_s: float = 1200.0) -> None:
+    """Until /ready answers 200: with several front ends on the port, every one of them is ready."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2.0).status_code == 200
-        except httpx.HTTPError:
-            ready = False
-        in_a_row = in_a_row + 1 if ready else 0
-        if in_a_row >= needed:
-            return
-        if not ready:
-            time.sleep(0.5)
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2.0).status_code == 200:
+                return
+        time.sleep(0.5)
     raise RuntimeError(f"front ends not ready after {timeout_s:.0f} s")
 
 
@@ -188,6 +175,7 @@ def measure_modelplane(
         start_api_servers,
     )
     from modelplane.server.cli import build_settings
+    from modelplane.server.ready_marks import ready_marks_dir
 
     port = free_port()
     args = server_args(model, served_name, port, processes, stream_interval)
@@ -196,13 +184,20 @@ def measure_modelplane(
     spawn = multiprocessing.get_context("spawn")
     received = spawn.RawValue("q", 0)
     points = []
-    # Several front ends keep their metrics in files, as `run_api_servers` sets them up.
-    metrics_dir = shared_metrics_dir() if processes > 1 else contextlib.nullcontext()
-    with metrics_dir, synthetic_engine(vllm_config, processes, received) as listeners:
+    # Several front ends keep their metrics in files and their readiness in marks, as
+    # `run_api_servers` sets them up.
+    several = processes > 1
+    metrics_dir = shared_metrics_dir() if several else contextlib.nullcontext()
+    ready_dir = ready_marks_dir() if several else contextlib.nullcontext(None)
+    with (
+        metrics_dir,
+        ready_dir as ready_path,
+        synthetic_engine(vllm_config, processes, received) as listeners,
+    ):
         sock = listening_socket("127.0.0.1", port)
-        manager = start_api_servers(settings, args, sock, listeners)
+        manager = start_api_servers(settings, args, sock, listeners, ready_dir=ready_path)
         try:
-            wait_ready(port, processes)
+            wait_ready(port)
             pids = [p.pid for p in manager.processes]
             log(f"{processes} front end(s) ready, pids {' '.join(map(str, pids))}")
             for level in streams:

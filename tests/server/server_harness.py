@@ -117,10 +117,12 @@ def start_server(
     keys: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
     ca_file: Path | None = None,
+    wait: bool = True,
 ) -> RunningServer:
     """Start `python -m modelplane.server` on a free port and wait until /ready answers 200.
 
-    With `--ssl-certfile` in `args`, the server speaks HTTPS and `ca_file` verifies it.
+    With `--ssl-certfile` in `args`, the server speaks HTTPS and `ca_file` verifies it;
+    `wait=False` returns at once (the caller watches it load).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -148,7 +150,8 @@ def start_server(
         log_path,
         verify=ssl.create_default_context(cafile=str(ca_file)) if ca_file else True,
     )
-    wait_until_ready(server)
+    if wait:
+        wait_until_ready(server)
     return server
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +203,128 @@ def test_two_front_ends_share_the_port_and_stream_from_one_engine(tmp_path: Path
         server.stop()
     assert code == 0
     assert not [p for p in front_ends if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+Probe = tuple[int, int, dict[str, Any]]
+
+
+def holds_client_port(process: psutil.Process, client_port: int) -> bool:
+    """`process` holds the server side of the connection from `client_port` (False once gone)."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        connections = process.net_connections(kind="tcp")
+        return any(c.raddr and c.raddr.port == client_port for c in connections)
+    return False
+
+
+def probe_ready(front_ends: list[psutil.Process], port: int) -> Probe | None:
+    """One /ready on a fresh connection: (pid that answered, status, body); None on no answer.
+
+    A stopped front end still gets its share of connections from the kernel and never answers.
+    """
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        connection.request("GET", "/ready")
+        response = connection.getresponse()
+        body = json.loads(response.read())
+        assert connection.sock is not None
+        local_port = connection.sock.getsockname()[1]
+        answered = [p.pid for p in front_ends if holds_client_port(p, local_port)]
+    except (TimeoutError, ConnectionError):
+        return None
+    finally:
+        connection.close()
+    assert len(answered) == 1
+    return answered[0], response.status, body
+
+
+def probes_until(
+    front_ends: list[psutil.Process], port: int, done: Callable[[list[Probe]], bool], limit_s: float
+) -> list[Probe]:
+    """/ready answers, one connection each, until `done(answers)` (bounded)."""
+    answers: list[Probe] = []
+    deadline = time.monotonic() + limit_s
+    while not done(answers):
+        assert time.monotonic() < deadline, f"after {limit_s:.0f} s: {answers[-5:]}"
+        answer = probe_ready(front_ends, port)
+        if answer is not None:
+            answers.append(answer)
+        else:
+            time.sleep(0.2)
+    return answers
+
+
+def error_code(answer: Probe) -> str | None:
+    return answer[2].get("error", {}).get("code")
+
+
+@pytest.mark.slow
+def test_ready_is_503_on_every_front_end_until_all_are_ready(tmp_path: Path) -> None:
+    """One front end held back while loading: the other, ready itself, says how many are."""
+    server = start_server(tmp_path, ["--api-server-count", "2"], wait=False)
+    streams: list[Stream] = []
+    try:
+        root = psutil.Process(server.process.pid)
+        port = int(server.base_url.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 120
+        while len(front_ends := [p for p in listening_processes(root, port) if p != root]) < 2:
+            assert server.process.poll() is None, server.log_text()[-3000:]
+            assert time.monotonic() < deadline, "the front ends did not start"
+            time.sleep(0.1)
+        running, held = front_ends
+        held.suspend()  # SIGSTOP, long before its engine client can be ready
+        try:
+            # The running one loads ("loading"), then is ready itself: still 503, never 200.
+            answers = probes_until(
+                front_ends,
+                port,
+                lambda a: sum(error_code(x) == "front_ends_not_ready" for x in a) >= 5,
+                300,
+            )
+            assert {pid for pid, _, _ in answers} == {running.pid}
+            assert {status for _, status, _ in answers} == {503}
+            assert {error_code(a) for a in answers} <= {"loading", "front_ends_not_ready"}
+            not_ready = [a[2] for a in answers if error_code(a) == "front_ends_not_ready"]
+            assert not_ready[-1]["error"]["message"] == "1 of 2 front ends are ready."
+            assert not_ready[-1]["error"]["type"] == "service_unavailable"
+        finally:
+            held.resume()
+
+        # The held one loads too: 503 until then, then 200 from each of them.
+        answers = probes_until(front_ends, port, lambda a: bool(a) and a[-1][1] == 200, 300)
+        assert {error_code(a) for a in answers[:-1]} <= {"loading", "front_ends_not_ready"}
+        answers = probes_until(
+            front_ends,
+            port,
+            lambda a: {pid for pid, _, _ in a} == {running.pid, held.pid} and len(a) >= 6,
+            60,
+        )
+        assert all(status == 200 and body == {"status": "ready"} for _, status, body in answers)
+
+        # One front end drains (a stream in flight keeps it draining): the other's /ready
+        # fails with it, since the pod is going away (vLLM's parent stops when one ends).
+        streams += streams_on_every_front_end(
+            server, front_ends, port, 2, max_tokens=4000, extra_body={"ignore_eos": True}
+        )
+        for _, stream in streams:
+            next(iter(stream))  # generating
+        held.terminate()
+        probes_until(front_ends, port, lambda a: any(error_code(x) == "draining" for x in a), 30)
+        answers = probes_until(
+            front_ends, port, lambda a: sum(pid == running.pid for pid, _, _ in a) >= 5, 30
+        )
+        assert held.is_running(), "the drain ended before the probes: hold a longer stream"
+        for pid, status, body in answers:
+            assert status == 503
+            if pid == running.pid:
+                assert body["error"]["message"] == "1 of 2 front ends are ready."
+            else:
+                assert body["error"]["code"] == "draining"
+    finally:
+        # The pod stops on its own SIGTERM, before the drained front end's exit can stop it.
+        server.process.send_signal(signal.SIGTERM)
+        for client, stream in streams:
+            stream.close()
+            client.close()
+        code = server.process.wait(120)
+        server.stop()
+    assert code == 0, server.log_text()[-3000:]

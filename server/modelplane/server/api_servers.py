@@ -8,7 +8,8 @@ and each talk to the engine as client `i` of `N` (AsyncLLM's `client_count`/`cli
 
 `/metrics` speaks for the pod whichever front end answers: the front ends inherit a fresh
 `PROMETHEUS_MULTIPROC_DIR` (prometheus_client's multiprocess mode, as vLLM sets it up for its
-own API servers) and each scrape merges every process's files.
+own API servers) and each scrape merges every process's files. `/ready` speaks for the pod too:
+200 only once every front end is ready and none is draining (`ready_marks.py`).
 
 Admission limits are the pod's: `--max-concurrent-requests` and `--max-queued-requests` are
 divided among the front ends (rounded up), as vLLM's `--max-num-queued-reqs` caps the pod and
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -33,6 +35,7 @@ from typing import Any
 from prometheus_client import multiprocess
 
 from modelplane.server.metrics import MULTIPROC_DIR_ENV
+from modelplane.server.ready_marks import ReadyMarks, ready_marks_dir
 from modelplane.server.settings import ServerSettings
 
 logger = logging.getLogger("modelplane.server")
@@ -93,7 +96,11 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def api_server_process(
-    listen_address: str, sock: socket.socket, args: argparse.Namespace, client_config: Any
+    listen_address: str,
+    sock: socket.socket,
+    args: argparse.Namespace,
+    client_config: Any,
+    ready_dir: str | None = None,
 ) -> None:
     """One front end (a spawned process): the usual server, its engine client given by vLLM."""
     from modelplane.server.cli import build_settings, log_level
@@ -104,9 +111,17 @@ def api_server_process(
     # vLLM's process manager shares the accept load through this; uvicorn does not use it.
     client_config = dict(client_config or {})
     client_config.pop("api_server_loads", None)
+    marks = ReadyMarks.for_front_end(ready_dir, client_config)
     try:
-        serve(front_end_settings(build_settings(args)), sock=sock, client_config=client_config)
+        serve(
+            front_end_settings(build_settings(args)),
+            sock=sock,
+            client_config=client_config,
+            ready_marks=marks,
+        )
     finally:
+        if marks is not None:
+            marks.withdraw()
         path = os.environ.get(MULTIPROC_DIR_ENV)
         if path:
             mark_front_ends_dead([os.getpid()], path)
@@ -118,11 +133,16 @@ def start_api_servers(
     sock: socket.socket,
     listeners: Any,
     *,
+    ready_dir: str | None,
     stats_update_address: str | None = None,
     tensor_queue: Any = None,
     target: Callable[..., None] = api_server_process,
 ) -> Any:
-    """Spawn `settings.api_server_count` front ends on `sock`, one per ZMQ listener pair."""
+    """Spawn `settings.api_server_count` front ends on `sock`, one per ZMQ listener pair.
+
+    With several, each marks itself ready in `ready_dir` (`ready_marks.py`); None: /ready
+    speaks for the front end that answers only.
+    """
     from vllm.v1.utils import APIServerProcessManager
 
     return APIServerProcessManager(
@@ -132,7 +152,7 @@ def start_api_servers(
         num_servers=settings.api_server_count,
         input_listeners=listeners.inputs,
         output_listeners=listeners.outputs,
-        target_server_fn=target,
+        target_server_fn=functools.partial(target, ready_dir=ready_dir),
         stats_update_address=stats_update_address,
         tensor_queue=tensor_queue,
     )
@@ -142,11 +162,13 @@ def run_api_servers(settings: ServerSettings, args: argparse.Namespace) -> None:
     """Bind, launch the engine core, spawn the front ends; return when one of them exits."""
     signal.signal(signal.SIGTERM, exit_on_signal)
     signal.signal(signal.SIGINT, exit_on_signal)
-    with shared_metrics_dir() as metrics_dir:
-        serve_front_ends(settings, args, metrics_dir)
+    with shared_metrics_dir() as metrics_dir, ready_marks_dir() as ready_dir:
+        serve_front_ends(settings, args, metrics_dir, ready_dir)
 
 
-def serve_front_ends(settings: ServerSettings, args: argparse.Namespace, metrics_dir: str) -> None:
+def serve_front_ends(
+    settings: ServerSettings, args: argparse.Namespace, metrics_dir: str, ready_dir: str
+) -> None:
     """The engine core and the front ends, stopped in that order's reverse."""
     from vllm.usage.usage_lib import UsageContext
     from vllm.v1.engine.utils import bind_engine_zmq_listeners, launch_core_engines
@@ -172,6 +194,7 @@ def serve_front_ends(settings: ServerSettings, args: argparse.Namespace, metrics
             args,
             sock,
             listeners,
+            ready_dir=ready_dir,
             stats_update_address=(coordinator.get_stats_publish_address() if coordinator else None),
             tensor_queue=launch.tensor_queue,
         )

@@ -56,7 +56,7 @@ async def run_engine(state: ServerState) -> None:
             await state.stop_engine.wait()
     except Exception:
         logger.exception("The engine failed; exiting")
-        state.phase = Phase.FAILED
+        state.leave_ready(Phase.FAILED)
         if state.request_exit is not None:
             state.request_exit(1)
 
@@ -146,13 +146,18 @@ def add_probe_routes(app: FastAPI, state: ServerState) -> None:
 
     @app.get("/ready")
     async def ready() -> Response:
-        """Readiness: the engine is loaded and the server is not draining."""
-        if state.phase is Phase.READY:
-            return json_response({"status": "ready"})
-        message = f"The server is {state.phase.value}."
-        return json_response(
-            error_body(message, "service_unavailable", code=state.phase.value), 503
-        )
+        """Readiness: the engine is loaded, the server is not draining, nor is any front end."""
+        if state.phase is not Phase.READY:
+            message = f"The server is {state.phase.value}."
+            return json_response(
+                error_body(message, "service_unavailable", code=state.phase.value), 503
+            )
+        front_ends = state.front_ends_not_ready()
+        if front_ends is not None:
+            return json_response(
+                error_body(front_ends, "service_unavailable", code="front_ends_not_ready"), 503
+            )
+        return json_response({"status": "ready"})
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -19,6 +19,7 @@ from typing import Any
 
 import uvicorn
 
+from modelplane.server.ready_marks import ReadyMarks
 from modelplane.server.settings import ServerSettings
 from modelplane.server.state import Phase, ServerState, init_state
 
@@ -30,7 +31,7 @@ CONNECTION_CLOSE_TIMEOUT_S = 5
 
 async def drain(state: ServerState, timeout: float, poll_interval: float = 0.05) -> bool:
     """Stop admitting, wait for in-flight requests; True when they all finished in time."""
-    state.phase = Phase.DRAINING
+    state.leave_ready(Phase.DRAINING)
     deadline = time.monotonic() + timeout
     while state.in_flight > 0 and time.monotonic() < deadline:
         await asyncio.sleep(poll_interval)
@@ -69,7 +70,7 @@ class DrainingServer(uvicorn.Server):
             self.state.in_flight,
             self.state.settings.drain_timeout,
         )
-        self.state.phase = Phase.DRAINING
+        self.state.leave_ready(Phase.DRAINING)
         self._loop.call_soon_threadsafe(self._start_drain)
 
     def _start_drain(self) -> None:
@@ -106,16 +107,18 @@ def serve(
     *,
     sock: socket.socket | None = None,
     client_config: dict[str, Any] | None = None,
+    ready_marks: ReadyMarks | None = None,
 ) -> None:
     """Run the server until drained or the engine fails; exit with 0 after a clean drain.
 
-    One of several front ends (`api_servers.py`) accepts on the shared `sock` and reaches the
-    engine core through vLLM's `client_config`.
+    One of several front ends (`api_servers.py`) accepts on the shared `sock`, reaches the
+    engine core through vLLM's `client_config` and shares readiness through `ready_marks`.
     """
     from modelplane.server.app import build_app
 
     state = init_state(settings)
     state.engine_client_config = client_config
+    state.ready_marks = ready_marks
     app = build_app(settings, state)
     server = DrainingServer(uvicorn_config(settings, app), state)
     server.run(sockets=None if sock is None else [sock])

@@ -12,6 +12,7 @@ from modelplane.server.auth import ApiKeyAuth
 from modelplane.server.errors import ServiceUnavailable
 from modelplane.server.limits import ConcurrencyLimiter, KeyRateLimiter
 from modelplane.server.metrics import ServerMetrics, default_metrics
+from modelplane.server.ready_marks import ReadyMarks
 from modelplane.server.settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ class ServerState:
     stop_engine: asyncio.Event = field(default_factory=asyncio.Event)
     # One of several front ends (--api-server-count): vLLM's ZMQ addresses of the engine core.
     engine_client_config: dict[str, Any] | None = None
+    # One of several front ends: /ready is 200 only when every front end is marked ready.
+    ready_marks: ReadyMarks | None = None
 
     def engine_ready(self, engine: Engine) -> None:
         self.engine = engine
@@ -55,6 +58,24 @@ class ServerState:
         )
         if self.phase is Phase.LOADING:
             self.phase = Phase.READY
+            if self.ready_marks is not None:
+                self.ready_marks.mark_ready()
+
+    def leave_ready(self, phase: Phase) -> None:
+        """Draining or failed; with several front ends, the pod's /ready fails on all of them."""
+        self.phase = phase
+        if self.ready_marks is not None:
+            self.ready_marks.withdraw()
+
+    def front_ends_not_ready(self) -> str | None:
+        """Why /ready must fail although this front end is ready (another is not), else None."""
+        marks = self.ready_marks
+        if marks is None:
+            return None
+        ready = marks.ready_count()
+        if ready >= marks.count:
+            return None
+        return f"{ready} of {marks.count} front ends are ready."
 
     def require_engine(self) -> Engine:
         """The engine, or 503 while loading or draining."""
