@@ -26,6 +26,7 @@ from modelplane.operator.election import (
     election_namespace,
     timing_error,
 )
+from modelplane.operator.fetch_progress import FetchProgressMonitor
 from modelplane.operator.handler_pool import HandlerPool
 from modelplane.operator.kube import Kube
 from modelplane.operator.lease import LeaseClient
@@ -261,7 +262,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     registry = kopf.OperatorRegistry()
     # One bucket for every handler thread; the Lease client below has none.
     limit = rate_limit.bucket(settings.kube_api_qps, settings.kube_api_burst)
-    handlers.register(registry, settings, Kube(pool_size=settings.max_workers, rate_limit=limit))
+    kube = Kube(pool_size=settings.max_workers, rate_limit=limit)
+    # One per operator: what the fetch Jobs' pods last reported, refreshed every interval.
+    monitor = FetchProgressMonitor(interval=settings.fetch_progress_seconds)
+    handlers.register(registry, settings, kube, monitor)
     metrics.serve(settings.metrics_port, settings.metrics_host)
     if settings.models_port:
         ModelsEndpoint(

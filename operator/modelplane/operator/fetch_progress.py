@@ -11,6 +11,7 @@ the pod's IP fails behind NetworkPolicies, and the termination message comes onl
 `FetchProgressMonitor` keeps the answers (one log read per Job per interval, so reconciles in
 between reuse it and write nothing new) and the set of ModelDeployments whose fetch runs, which
 `run` refreshes every interval. No kopf timer: a timer puts kopf's finalizer on the object.
+The CLI builds one per operator and `handlers.register` hands it to the handlers.
 """
 
 from __future__ import annotations
@@ -192,8 +193,3 @@ class FetchProgressMonitor:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-# One per operator process, like the Prometheus metrics: weights.sync_weights reports to it and
-# handlers.register starts its loop with the operator's interval.
-MONITOR = FetchProgressMonitor()

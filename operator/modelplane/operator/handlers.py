@@ -13,9 +13,10 @@ from typing import Any, cast
 
 import kopf
 
-from modelplane.operator import fetch_progress, metrics, routed, workload
+from modelplane.operator import metrics, routed, workload
 from modelplane.operator import spec as specmod
 from modelplane.operator.engine_args import engine_flags
+from modelplane.operator.fetch_progress import FetchProgressMonitor
 from modelplane.operator.kube import Kube, KubeError, NotOwned, contains
 from modelplane.operator.resources import RoutingPlan, plan_children
 from modelplane.operator.resources import leaderworkerset as lws
@@ -93,7 +94,12 @@ def validated_spec(
 
 
 def reconcile(
-    kube: Kube, settings: OperatorSettings, body: Mapping[str, Any], trigger: str, retry: int = 0
+    kube: Kube,
+    settings: OperatorSettings,
+    fetch_monitor: FetchProgressMonitor,
+    body: Mapping[str, Any],
+    trigger: str,
+    retry: int = 0,
 ) -> dict[str, Any]:
     """Bring one ModelDeployment's children to its spec and write its status; returns the status.
 
@@ -102,7 +108,9 @@ def reconcile(
     """
     with metrics.DURATION.labels(trigger).time():
         try:
-            status, result = _reconcile(kube, settings, body, prune=trigger != "create")
+            status, result = _reconcile(
+                kube, settings, fetch_monitor, body, prune=trigger != "create"
+            )
             if result == "blocked":  # the LeaderWorkerSet API is missing: check again later
                 metrics.RECONCILES.labels(trigger, result).inc()
                 raise kopf.TemporaryError(
@@ -165,7 +173,12 @@ def report_failure(kube: Kube, body: Mapping[str, Any], error: KubeError) -> Non
 
 
 def _reconcile(
-    kube: Kube, settings: OperatorSettings, body: Mapping[str, Any], *, prune: bool
+    kube: Kube,
+    settings: OperatorSettings,
+    fetch_monitor: FetchProgressMonitor,
+    body: Mapping[str, Any],
+    *,
+    prune: bool,
 ) -> tuple[dict[str, Any], str]:
     """(status, result): apply the planned children, or reject an invalid spec untouched."""
     owner = Owner.from_body(body)
@@ -189,7 +202,9 @@ def _reconcile(
     for manifest in plan.create:  # first: the pod mounts the cache claim
         kube.create(manifest)
     # The fetch Job fills the cache first; the Deployment waits for it (and for a GPU fit).
-    weights = sync_weights(kube, owner, spec, default_image=settings.default_image)
+    weights = sync_weights(
+        kube, owner, spec, default_image=settings.default_image, monitor=fetch_monitor
+    )
     deployment: dict[str, Any] | None = None
     for manifest in plan.apply:
         serving = (
@@ -357,7 +372,11 @@ def sync_status(
 
 
 def on_child_event(
-    kube: Kube, settings: OperatorSettings, event: Mapping[str, Any], body: Mapping[str, Any]
+    kube: Kube,
+    settings: OperatorSettings,
+    fetch_monitor: FetchProgressMonitor,
+    event: Mapping[str, Any],
+    body: Mapping[str, Any],
 ) -> None:
     """A child changed: restore it when deleted or edited by hand; the Deployment drives status."""
     meta = body.get("metadata") or {}
@@ -373,7 +392,7 @@ def on_child_event(
     except specmod.SpecError:
         return  # an invalid spec changes no children
     if body.get("kind") == "Job":  # the fetch Job progressed: re-plan (it gates the Deployment)
-        reconcile(kube, settings, owner_body, trigger="fetch")
+        reconcile(kube, settings, fetch_monitor, owner_body, trigger="fetch")
         return
     owner = Owner.from_body(owner_body)
     # An event for a ServiceMonitor (an InferencePool, an HTTPRoute) means its CRD exists.
@@ -430,7 +449,13 @@ def on_child_event(
         sync_status(kube, settings, owner_body, server)
 
 
-def refresh_fetch_status(kube: Kube, settings: OperatorSettings, namespace: str, name: str) -> bool:
+def refresh_fetch_status(
+    kube: Kube,
+    settings: OperatorSettings,
+    fetch_monitor: FetchProgressMonitor,
+    namespace: str,
+    name: str,
+) -> bool:
     """While the fetch Job runs: WeightsCached with its latest progress (written only if changed).
 
     Returns False once it no longer runs; the Job's own event then reconciles (the rollout).
@@ -442,7 +467,13 @@ def refresh_fetch_status(kube: Kube, settings: OperatorSettings, namespace: str,
         spec = validated_spec(body, settings)
     except specmod.SpecError:
         return False
-    weights = sync_weights(kube, Owner.from_body(body), spec, default_image=settings.default_image)
+    weights = sync_weights(
+        kube,
+        Owner.from_body(body),
+        spec,
+        default_image=settings.default_image,
+        monitor=fetch_monitor,
+    )
     if not weights.fetching:
         return False
     _kind, live = workload.live_workload(kube, namespace, name, spec)
@@ -450,8 +481,13 @@ def refresh_fetch_status(kube: Kube, settings: OperatorSettings, namespace: str,
     return True
 
 
-def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: Kube) -> None:
-    """Bind the handlers to `registry` with these settings."""
+def register(
+    registry: kopf.OperatorRegistry,
+    settings: OperatorSettings,
+    kube: Kube,
+    fetch_monitor: FetchProgressMonitor,
+) -> None:
+    """Bind the handlers to `registry` with these settings; `fetch_monitor` follows fetch Jobs."""
     md = (specmod.API_VERSION, specmod.PLURAL)
 
     @kopf.on.login(registry=registry, id="login")
@@ -489,7 +525,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: 
     def apply_model_deployment(body: kopf.Body, reason: str, retry: int, **_: Any) -> None:
         # kopf passes a str-based Reason enum: its value is "create", "update" or "resume".
         trigger = str(getattr(reason, "value", reason))
-        reconcile(kube, operator_settings, body, trigger=trigger, retry=retry)
+        reconcile(kube, operator_settings, fetch_monitor, body, trigger=trigger, retry=retry)
 
     if settings.resync_seconds > 0:
         # Optional periodic re-apply of every child: a safety net behind the watch events.
@@ -502,21 +538,21 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: 
             id="resync",
         )
         def resync_model_deployment(body: kopf.Body, **_: Any) -> None:
-            reconcile(kube, operator_settings, body, trigger="resync")
+            reconcile(kube, operator_settings, fetch_monitor, body, trigger="resync")
 
-    # The fetch Job's progress: refreshed in WeightsCached every fetch_progress_seconds while it
+    # The fetch Job's progress: refreshed in WeightsCached every fetch_monitor.interval while it
     # runs (fetch_progress.py says why a loop of our own rather than a kopf timer).
-    fetch_progress.MONITOR.interval = settings.fetch_progress_seconds
-
     @kopf.on.startup(registry=registry, id="fetch-progress")
     async def start_fetch_progress(**_: Any) -> None:
-        fetch_progress.MONITOR.start(
-            lambda namespace, name: refresh_fetch_status(kube, operator_settings, namespace, name)
+        fetch_monitor.start(
+            lambda namespace, name: refresh_fetch_status(
+                kube, operator_settings, fetch_monitor, namespace, name
+            )
         )
 
     @kopf.on.cleanup(registry=registry, id="fetch-progress")
     async def stop_fetch_progress(**_: Any) -> None:
-        await fetch_progress.MONITOR.stop()
+        await fetch_monitor.stop()
 
     for group, version, plural in WATCHED_CHILDREN:
         selector = (f"{group}/{version}", plural) if group else (version, plural)
@@ -528,4 +564,4 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, kube: 
             id=f"child-{plural}",
         )
         def child_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-            on_child_event(kube, operator_settings, event, body)
+            on_child_event(kube, operator_settings, fetch_monitor, event, body)

@@ -144,10 +144,9 @@ def sync_weights(
     spec: ModelDeploymentSpec,
     *,
     default_image: str,
-    monitor: fetch_progress.FetchProgressMonitor | None = None,
+    monitor: fetch_progress.FetchProgressMonitor,
 ) -> WeightsOutcome:
     """Bring the fetch Job to the spec and report; the only API calls of the weights feature."""
-    monitor = monitor or fetch_progress.MONITOR
     outcome = _sync_weights(kube, owner, spec, default_image, monitor)
     monitor.note(owner.namespace, owner.name, fetch_job_name(owner), outcome.fetching)
     return outcome
