@@ -117,3 +117,45 @@ async def test_a_response_whose_client_is_gone_closes_the_engine_request_at_once
     with pytest.raises(Exception):  # noqa: B017 (Starlette's ClientDisconnect or the OSError)
         await EngineStream(frames, media_type="text/event-stream")(scope, receive, send)
     assert outputs.closed
+
+
+async def test_frames_skip_the_inner_layers_but_the_start_and_the_end_go_through_them() -> None:
+    """The middleware's layers see the response start and its end (request id, 499 accounting);
+    the frames between go to the `send` the middleware left in the scope."""
+    from modelplane.server.middleware import BODY_SEND
+    from modelplane.server.streaming import EngineStream
+
+    through_layers: list[dict[str, object]] = []
+    direct: list[dict[str, object]] = []
+
+    async def layered_send(message: dict[str, object]) -> None:
+        through_layers.append(message)
+
+    async def body_send(message: dict[str, object]) -> None:
+        direct.append(message)
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    outputs = EngineOutputs()
+    frames = finish_stream(
+        chunks(b"data: 1\n\n", b"data: 2\n\n"), outputs, usage_frame=None, request_id="r"
+    )
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "method": "POST",
+        BODY_SEND: body_send,
+    }
+    await EngineStream(frames, media_type="text/event-stream")(scope, receive, layered_send)
+    assert [m["type"] for m in through_layers] == ["http.response.start", "http.response.body"]
+    assert through_layers[1] == {
+        "type": "http.response.body",
+        "body": DONE_FRAME,
+        "more_body": False,
+    }
+    assert direct == [
+        {"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True},
+        {"type": "http.response.body", "body": b"data: 2\n\n", "more_body": True},
+    ]
+    assert outputs.closed

@@ -33,6 +33,10 @@ API_ROUTES = GENERATION_ROUTES | {"/v1/models"}
 # nginx's "client closed request": the client went away before the response was complete.
 CLIENT_CLOSED_REQUEST = 499
 MAX_REQUEST_ID_LENGTH = 128
+# The scope key under which the middleware leaves the `send` it was given, for an SSE stream's
+# body frames (streaming.EngineStream): the layers inside it (its own `send_with_id`,
+# Starlette's exception handling) look only at the response's start and its last message.
+BODY_SEND = "modelplane.body_send"
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> tuple[str, bytes | None]:
@@ -68,6 +72,7 @@ class RequestMiddleware:
         path: str = scope["path"]
         request_id, authorization = request_id_from(scope["headers"])
         id_header = (b"x-request-id", request_id.encode())
+        scope[BODY_SEND] = send
         response: dict[str, Any] = {"status": 0, "complete": False, "rate_key": None}
 
         async def send_with_id(message: Message) -> None:

@@ -20,6 +20,7 @@ from starlette.types import Send
 
 from modelplane.server.errors import InternalError, OpenAIError
 from modelplane.server.generation import usage
+from modelplane.server.middleware import BODY_SEND
 from modelplane.server.request_record import RequestRecord
 
 logger = logging.getLogger(__name__)
@@ -142,7 +143,8 @@ async def finish_stream(
 
 
 class EngineStream(StreamingResponse):
-    """An SSE response that closes its frame iterator however the response ends.
+    """An SSE response that sends its frames on the short path and closes its frame iterator
+    however the response ends.
 
     Starlette cancels a stream when the client goes away but leaves the iterator to the
     garbage collector; when it was suspended at a blocked send, only closing it runs
@@ -150,6 +152,7 @@ class EngineStream(StreamingResponse):
     """
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.send_frame: Send = scope.get(BODY_SEND, send)
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -158,15 +161,25 @@ class EngineStream(StreamingResponse):
                 await aclose()
 
     async def stream_response(self, send: Send) -> None:
-        """Starlette's, less a write per stream: `[DONE]` goes out with the end of the body."""
+        """Starlette's, cut to what a token costs.
+
+        The start and the last message go through every layer, which add the request id and
+        count the response complete. The frames between skip the layers inside
+        RequestMiddleware (its own wrapper and Starlette's two exception-handling ones, which
+        pass body messages on untouched) and go straight to the `send` it was given, which
+        saves half a microsecond a token, a tenth of the Python a frame costs between the
+        engine's output and uvicorn. `[DONE]` is the body's last message, with no empty one
+        after it.
+        """
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
+        send_frame = self.send_frame
         async for frame in self.body_iterator:
-            last = frame is DONE_FRAME
-            await send({"type": "http.response.body", "body": frame, "more_body": not last})
-            if last:
+            if frame is DONE_FRAME:
+                await send({"type": "http.response.body", "body": frame, "more_body": False})
                 return
+            await send_frame({"type": "http.response.body", "body": frame, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
