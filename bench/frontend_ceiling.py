@@ -27,7 +27,7 @@ import httpx
 from bench.config import BenchConfig
 from bench.cpu_clock import process_cpu_seconds
 from bench.servers import free_port
-from bench.sse_load import LoadCounters, run_streams
+from bench.sse_load import LoadCounters, generated_token_ends, run_streams
 from bench.synthetic_engine import run_synthetic_engine
 
 # The text the synthetic engine "generates", cycled: real words, so detokenizing costs what
@@ -103,6 +103,19 @@ def _tokenizer(vllm_config: Any) -> Any:
     return AutoTokenizer.from_pretrained(vllm_config.model_config.tokenizer)
 
 
+def streamed_token_ends(vllm_config: Any, max_tokens: int) -> list[int]:
+    """Where each token the synthetic engine generates ends in a stream's content (bytes as
+    sent), so the load client credits tokens as their text arrives, merged events included."""
+    tokenizer = _tokenizer(vllm_config)
+    token_ids = tokenizer.encode(GENERATED_TEXT, add_special_tokens=False)
+    generated = [token_ids[i % len(token_ids)] for i in range(max_tokens)]
+    prefixes = [
+        tokenizer.decode(generated[: k + 1], clean_up_tokenization_spaces=False)
+        for k in range(max_tokens)
+    ]
+    return generated_token_ends(prefixes)
+
+
 async def measure_window(
     host: str,
     port: int,
@@ -114,6 +127,7 @@ async def measure_window(
     pids: Sequence[int],
     received: Any,
     stream_interval: int = 1,
+    token_ends: Sequence[int] | None = None,
 ) -> tuple[float, float, float, int]:
     """(tokens/s, CPU us/token, tokens per event, errors) over the window after the warm-up."""
     counters = LoadCounters()
@@ -126,7 +140,7 @@ async def measure_window(
     load = asyncio.ensure_future(
         run_streams(
             host, port, served_name, streams, max_tokens, stop_at, counters, on_tokens,
-            tokens_per_event=stream_interval,
+            tokens_per_event=stream_interval, token_ends=token_ends,
         )
     )  # fmt: skip
     await asyncio.sleep(warmup_s)
@@ -181,6 +195,7 @@ def measure_modelplane(
     args = server_args(model, served_name, port, processes, stream_interval)
     settings = build_settings(args)
     vllm_config = settings.engine_args.create_engine_config()
+    token_ends = streamed_token_ends(vllm_config, options.max_tokens)
     spawn = multiprocessing.get_context("spawn")
     received = spawn.RawValue("q", 0)
     points = []
@@ -204,7 +219,7 @@ def measure_modelplane(
                 rate, cpu_us, per_event, errors = asyncio.run(
                     measure_window("127.0.0.1", port, served_name, level, options.max_tokens,
                                    options.warmup_s, options.measure_s, pids, received,
-                                   stream_interval)
+                                   stream_interval, token_ends)
                 )  # fmt: skip
                 point = CeilingPoint(processes, level, rate, cpu_us, per_event, errors)
                 log(f"modelplane x{processes} interval {stream_interval}, {level} streams: "

@@ -44,7 +44,7 @@ from bench.frontend_ceiling import (
     wait_ready,
 )
 from bench.servers import free_port
-from bench.synthetic_engine import Pacer
+from bench.synthetic_engine import LAG_STEPS, Pacer
 
 CHAT_PATH = "/v1/chat/completions"
 DONE_FRAME = b"data: [DONE]\n\n"
@@ -224,7 +224,7 @@ def serve_http_floor(
 
 
 def run_tick_source(
-    ticks: Any, counters: Any, received: Any, lag_steps: int = 2, stall_s: float = 0.05
+    ticks: Any, counters: Any, received: Any, lag_steps: int = LAG_STEPS, stall_s: float = 0.05
 ) -> None:
     """The tick process (spawned): the synthetic engine's pacing, one byte per step."""
     parent = os.getppid()

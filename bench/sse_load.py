@@ -4,19 +4,28 @@ The front-end ceiling harness needs a client far cheaper per token than the serv
 measures (the `openai` SDK parses every chunk into pydantic objects), because both share
 this machine's cores. It counts content events by a byte pattern and reads the usage chunk's
 `completion_tokens` at the end of each stream.
+
+The synthetic engine paces itself on the tokens the client has received, so the client must
+hear of every token as it arrives, including the tokens a front end merges into one event
+(vLLM's output collector merges whatever a stream has not yet taken). Given the generated
+text's token boundaries (`token_ends`), it credits tokens by the content bytes received; else
+`tokens_per_event` per content event, corrected to the usage count when the stream ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
 
 CONTENT_EVENT = b'"delta":{"content":'
+# A content delta's JSON string, as sent (escapes included).
+CONTENT_TEXT = re.compile(rb'"delta":\{"content":"((?:[^"\\]|\\.)*)"')
 DONE_EVENT = b"data: [DONE]\n\n"
 LAST_CHUNK = b"0\r\n\r\n"
 COMPLETION_TOKENS = re.compile(rb'"completion_tokens":(\d+)')
@@ -59,17 +68,23 @@ async def stream_once(
     counters: LoadCounters,
     on_tokens: Callable[[int], None],
     tokens_per_event: int = 1,
+    token_ends: Sequence[int] | None = None,
 ) -> None:
     """One streamed chat completion on a kept-alive connection, read to its last chunk.
 
-    Each event is credited `tokens_per_event` tokens as it arrives (the server's
-    --stream-interval), corrected to the usage chunk's count at the end."""
+    Tokens are credited as they arrive: with `token_ends` (the end, in content bytes as sent,
+    of each generated token: `generated_token_ends`) every token whose text has fully
+    arrived, however the server grouped them into events; without, `tokens_per_event` per
+    content event (the server's --stream-interval). Either is corrected to the usage chunk's
+    count at the end."""
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200"):
         raise RuntimeError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
     tail = b""
     events = 0
+    content = 0  # bytes of content text received, for token_ends
+    credited = 0
     usage: int | None = None
     done = False
     while True:
@@ -80,7 +95,14 @@ async def stream_once(
         new = window.count(CONTENT_EVENT) - tail.count(CONTENT_EVENT)
         if new:
             events += new
-            on_tokens(new * tokens_per_event)
+            if token_ends is None:
+                credit = new * tokens_per_event
+            else:
+                content += content_bytes(window) - content_bytes(tail)
+                credit = bisect.bisect_right(token_ends, content) - credited
+            if credit:
+                credited += credit
+                on_tokens(credit)
         if not done and DONE_EVENT in window:
             done = True
             found = COMPLETION_TOKENS.findall(window)
@@ -92,9 +114,21 @@ async def stream_once(
     counters.requests += 1
     if usage is not None:
         counters.completion_tokens += usage
-        credited = events * tokens_per_event
-        if usage != credited:  # tokens merged into one event still reach the pacing counter
+        if usage != credited:  # whatever the crediting missed still reaches the pacing counter
             on_tokens(usage - credited)
+
+
+def content_bytes(window: bytes) -> int:
+    """Bytes of content text in the content events complete in `window`."""
+    return sum(len(text) for text in CONTENT_TEXT.findall(window))
+
+
+def generated_token_ends(token_texts: Sequence[str]) -> list[int]:
+    """Where each token's text ends in a stream's content, in bytes as JSON sends them.
+
+    `token_texts`: the text of the first k tokens for k = 1, 2, ... (the detokenized prefixes,
+    which is what a front end has streamed after k tokens)."""
+    return [len(orjson.dumps(text)) - 2 for text in token_texts]
 
 
 async def run_streams(
@@ -108,6 +142,7 @@ async def run_streams(
     on_tokens: Callable[[int], None],
     prompts: tuple[str, ...] = ("Write a short poem about the sea.",),
     tokens_per_event: int = 1,
+    token_ends: Sequence[int] | None = None,
 ) -> None:
     """`streams` connections, each sending one request after another until `stop_at`."""
 
@@ -118,7 +153,15 @@ async def run_streams(
             while time.perf_counter() < stop_at:
                 try:
                     await asyncio.wait_for(
-                        stream_once(reader, writer, request, counters, on_tokens, tokens_per_event),
+                        stream_once(
+                            reader,
+                            writer,
+                            request,
+                            counters,
+                            on_tokens,
+                            tokens_per_event,
+                            token_ends,
+                        ),
                         STREAM_TIMEOUT_S,
                     )
                 except (

@@ -9,16 +9,17 @@ exactly their production code (ZMQ, msgpack, output processor, detokenizer, HTTP
 engine that is never the bottleneck.
 
 Pacing: a step is sent only while the tokens sent but not yet received by the load client
-(a counter it shares) stay under `lag_steps` steps' worth, so every token travels as its own
-SSE event, as with a GPU engine whose front end keeps up. Without it the engine would run
-arbitrarily far ahead and the front end would merge many tokens into one event.
+(a counter it shares) stay under `LAG_STEPS` steps' worth, so every token travels as its own
+SSE event, as with a GPU engine whose front end keeps up. With one step's worth the engine
+sends the next step as the client starts receiving the last one: 1.01 tokens per event
+(two steps' worth let the front end take two steps at once: 1.5-1.7 tokens per event). While
+it waits on the client it polls every millisecond, as the client's progress is no ZMQ message.
 
-The client counts events as they arrive and the tokens merged into them only when their
-request ends (the usage chunk). So a front end that falls behind leaves "received" short by
-the merged tokens of the requests still running; at two merges per request on average the
-engine would wait for tokens that never come and every stream would hang (it did, with two
-front ends at 256 streams). When the client has received nothing for `stall_s`, nothing is
-in flight but those merged tokens, and the engine steps anyway.
+The client credits tokens as their text arrives (`sse_load`), merged or not; whatever it
+could not credit reaches the counter with the usage chunk when the request ends. When the
+client has received nothing for `stall_s`, the engine steps anyway, so a miscount can slow
+a run but never hang it (it did, with two front ends at 256 streams, before tokens were
+credited by their text).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+# How many steps' worth of tokens the client may still be owed when the engine steps.
+LAG_STEPS = 1
 
 
 @dataclass
@@ -66,7 +70,7 @@ def run_synthetic_engine(
     output_addresses: Sequence[str],
     token_ids: Sequence[int],
     received_tokens: Any,
-    lag_steps: int = 2,
+    lag_steps: int = LAG_STEPS,
     stall_s: float = 0.05,
 ) -> None:
     """The engine process' main loop (a spawned process; returns when its parent dies)."""
@@ -120,7 +124,9 @@ def run_synthetic_engine(
     pacer = Pacer(lag_steps, stall_s)
     while True:
         can_step = pacer.may_step(sent_tokens, received_tokens.value, len(running))
-        events = poller.poll(0 if can_step else 50)
+        # Waiting on the client (running requests) is a short poll: the client's progress is
+        # no ZMQ message and would otherwise wait out the whole timeout.
+        events = poller.poll(0 if can_step else (1 if running else 50))
         if not events and not running and os.getppid() != parent:
             return
         for sock, _ in events:
@@ -144,8 +150,6 @@ def run_synthetic_engine(
                         EngineCoreOutputs(utility_output=UtilityOutput(call_id, result=result)),
                     )
         if not can_step:
-            if running and not events:
-                time.sleep(0.0005)  # the client is behind: let it catch up
             continue
         per_client: dict[int, list[Any]] = {}
         for request in list(running.values()):
