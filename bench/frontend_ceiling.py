@@ -28,7 +28,7 @@ from bench.config import BenchConfig
 from bench.cpu_clock import process_cpu_seconds
 from bench.servers import free_port
 from bench.sse_load import LoadCounters, generated_token_ends, run_streams
-from bench.synthetic_engine import run_synthetic_engine
+from bench.synthetic_engine import LAG_STEPS, run_synthetic_engine
 
 # The text the synthetic engine "generates", cycled: real words, so detokenizing costs what
 # it costs on real output.
@@ -72,8 +72,14 @@ def server_args(
 
 
 @contextlib.contextmanager
-def synthetic_engine(vllm_config: Any, clients: int, received: Any) -> Iterator[Any]:
-    """Bind `clients` ZMQ listener pairs, start the synthetic engine on them; yield them."""
+def synthetic_engine(
+    vllm_config: Any, clients: int, received: Any, lag_steps: int = LAG_STEPS
+) -> Iterator[Any]:
+    """Bind `clients` ZMQ listener pairs, start the synthetic engine on them; yield them.
+
+    `lag_steps`: how far the engine may run ahead of the client (`synthetic_engine`'s
+    pacing); a front end at `--stream-interval N` holds up to N tokens of each stream back,
+    so it needs N steps' worth."""
     from vllm.v1.engine.utils import bind_engine_zmq_listeners
 
     tokenizer = _tokenizer(vllm_config)
@@ -82,7 +88,13 @@ def synthetic_engine(vllm_config: Any, clients: int, received: Any) -> Iterator[
     spawn = multiprocessing.get_context("spawn")
     engine = spawn.Process(
         target=run_synthetic_engine,
-        args=(listeners.addresses.inputs, listeners.addresses.outputs, token_ids, received),
+        args=(
+            listeners.addresses.inputs,
+            listeners.addresses.outputs,
+            token_ids,
+            received,
+            lag_steps,
+        ),
         name="SyntheticEngine",
         daemon=True,
     )
@@ -207,7 +219,9 @@ def measure_modelplane(
     with (
         metrics_dir,
         ready_dir as ready_path,
-        synthetic_engine(vllm_config, processes, received) as listeners,
+        synthetic_engine(
+            vllm_config, processes, received, LAG_STEPS * stream_interval
+        ) as listeners,
     ):
         sock = listening_socket("127.0.0.1", port)
         manager = start_api_servers(settings, args, sock, listeners, ready_dir=ready_path)
