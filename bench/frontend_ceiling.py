@@ -334,6 +334,16 @@ class CeilingOptions:
     floor: bool = True
 
 
+def run_setup(options: CeilingOptions, load_before: float) -> dict[str, Any]:
+    """What a ceiling run was measured with, and the machine's load before and after it."""
+    return {
+        "measure_s": options.measure_s,
+        "max_tokens": options.max_tokens,
+        "cpu_count": os.cpu_count(),
+        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
+
+
 def run_ceiling(model: str, served_name: str, config: BenchConfig) -> dict[str, Any]:
     """`frontend_ceiling` and the floors it is compared with for latest.json: `frontend_floor`
     (AsyncLLM, no HTTP) and `frontend_http_floor` (uvicorn streaming canned SSE, nothing else)."""
@@ -351,12 +361,7 @@ def run_ceiling(model: str, served_name: str, config: BenchConfig) -> dict[str, 
     return {
         # The machine's load says how far to trust the absolute figures; ratios within one
         # run hold better on a shared machine.
-        "frontend_ceiling_setup": {
-            "measure_s": options.measure_s,
-            "max_tokens": options.max_tokens,
-            "cpu_count": os.cpu_count(),
-            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        },
+        "frontend_ceiling_setup": run_setup(options, load_before),
         "frontend_ceiling": [
             {
                 "processes": p.processes,
@@ -419,10 +424,7 @@ def run_stream_interval_ceiling(
                 )
     return {
         "frontend_ceiling_stream_interval_setup": {
-            "measure_s": options.measure_s,
-            "max_tokens": options.max_tokens,
-            "cpu_count": os.cpu_count(),
-            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            **run_setup(options, load_before),
             # The floor is AsyncLLM at stream interval 1, measured in this run.
             "floor": [
                 {
