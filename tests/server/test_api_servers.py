@@ -205,6 +205,33 @@ def test_two_front_ends_share_the_port_and_stream_from_one_engine(tmp_path: Path
     assert not [p for p in front_ends if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
+@pytest.mark.slow
+def test_a_front_end_that_ends_on_its_own_stops_the_pod_with_exit_code_1(tmp_path: Path) -> None:
+    """SIGTERM to one front end, not the pod: it drains and exits 0. The pod does not serve on
+    with one front end; it stops the other and the engine, and exits non-zero."""
+    server = start_server(tmp_path, ["--api-server-count", "2"])
+    try:
+        root = psutil.Process(server.process.pid)
+        port = int(server.base_url.rsplit(":", 1)[1])
+        front_ends = [p for p in listening_processes(root, port) if p.pid != root.pid]
+        cores = engine_cores(root)
+        assert (len(front_ends), len(cores)) == (2, 1), server.log_text()[-3000:]
+        stopped = front_ends[0]
+        stopped.terminate()
+        code = server.process.wait(120)
+        left = [
+            p
+            for p in [*front_ends, *cores]
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        ]
+    finally:
+        server.stop()
+    log = server.log_text()
+    assert code == 1, log[-3000:]
+    assert f"(pid {stopped.pid}) exited with code 0 while the pod was serving" in log
+    assert not left
+
+
 Probe = tuple[int, int, dict[str, Any]]
 
 
@@ -301,7 +328,7 @@ def test_ready_is_503_on_every_front_end_until_all_are_ready(tmp_path: Path) -> 
         assert all(status == 200 and body == {"status": "ready"} for _, status, body in answers)
 
         # One front end drains (a stream in flight keeps it draining): the other's /ready
-        # fails with it, since the pod is going away (vLLM's parent stops when one ends).
+        # fails with it, since the pod is going away (the parent stops when one ends).
         streams += streams_on_every_front_end(
             server, front_ends, port, 2, max_tokens=4000, extra_body={"ignore_eos": True}
         )

@@ -35,6 +35,7 @@ from typing import Any
 from prometheus_client import multiprocess
 
 from modelplane.server.metrics import MULTIPROC_DIR_ENV
+from modelplane.server.pod_processes import wait_for_first_exit
 from modelplane.server.ready_marks import ReadyMarks, ready_marks_dir
 from modelplane.server.settings import ServerSettings
 
@@ -159,7 +160,7 @@ def start_api_servers(
 
 
 def run_api_servers(settings: ServerSettings, args: argparse.Namespace) -> None:
-    """Bind, launch the engine core, spawn the front ends; return when one of them exits."""
+    """Bind, launch the engine core, spawn the front ends; exit 1 when one of them ends."""
     signal.signal(signal.SIGTERM, exit_on_signal)
     signal.signal(signal.SIGINT, exit_on_signal)
     with shared_metrics_dir() as metrics_dir, ready_marks_dir() as ready_dir:
@@ -173,7 +174,6 @@ def serve_front_ends(
     from vllm.usage.usage_lib import UsageContext
     from vllm.v1.engine.utils import bind_engine_zmq_listeners, launch_core_engines
     from vllm.v1.executor import Executor
-    from vllm.v1.utils import wait_for_completion_or_failure
 
     count = settings.api_server_count
     sock = listening_socket(settings.host, settings.port)
@@ -208,11 +208,15 @@ def serve_front_ends(
         share.max_queued_requests,
     )
     try:
-        wait_for_completion_or_failure(
-            api_server_manager=manager,
-            engine_manager=launch.engine_manager,
-            coordinator=coordinator,
+        ended = wait_for_first_exit(
+            manager.processes,
+            launch.engine_manager,
+            coordinator.proc if coordinator is not None else None,
         )
+        logger.error("%s while the pod was serving: stopping the pod", ended)
+        # Non-zero: the container is reported failed (Error, not Completed) and restarted
+        # under any restart policy.
+        raise SystemExit(1)
     finally:
         # The front ends drain on SIGTERM (bounded by --drain-timeout), then the engine stops.
         manager.shutdown(timeout=settings.drain_timeout + 5)
