@@ -261,6 +261,7 @@ def raw_floor_process(
 
     async def main() -> tuple[float, float]:
         from vllm.usage.usage_lib import UsageContext
+        from vllm.utils.gc_utils import freeze_gc_heap
         from vllm.v1.engine.async_llm import AsyncLLM
 
         engine_args = parse_engine_args(model, "raw", ["--enforce-eager"])
@@ -269,6 +270,8 @@ def raw_floor_process(
             vllm_config=vllm_config, client_addresses=client_config, client_count=1, client_index=0,
             disable_log_stats=False,
         )  # fmt: skip
+        # Its startup heap frozen, as vLLM's server and modelplane's freeze theirs.
+        freeze_gc_heap()
         tokenizer = llm.get_tokenizer()
         params = sampling_params(options.max_tokens)
         messages = [{"role": "user", "content": PROMPT}]

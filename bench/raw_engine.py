@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -41,11 +42,14 @@ async def raw_engine(
     model: str, served_model_name: str, engine_args: Sequence[str], max_tokens: int
 ) -> AsyncIterator[SendRequest]:
     """Start AsyncLLM; yield a sender that renders the chat template and streams outputs."""
+    from vllm.utils.gc_utils import freeze_gc_heap
     from vllm.v1.engine.async_llm import AsyncLLM
 
     engine: Any = AsyncLLM.from_engine_args(
         parse_engine_args(model, served_model_name, engine_args)
     )
+    # Its startup heap frozen while it serves, as vLLM's server and modelplane's freeze theirs.
+    freeze_gc_heap()
     tokenizer: Any = engine.get_tokenizer()
     params = sampling_params(max_tokens)
     request_ids = itertools.count()
@@ -73,6 +77,7 @@ async def raw_engine(
         yield send
     finally:
         engine.shutdown()
+        gc.unfreeze()  # this process goes on to drive the other systems
         # `send` may outlive this block; drop its engine now, while the interpreter is whole:
         # AsyncLLM.__del__ shuts down again and fails noisily at interpreter exit.
         engine = None
