@@ -40,6 +40,11 @@ GENERATED_TEXT = (
 PROMPT = "Write a short poem about the sea."
 
 
+def generated_token_ids(tokenizer: Any) -> list[int]:
+    """The token ids the synthetic engine generates (cycled), in this tokenizer's vocabulary."""
+    return list(tokenizer.encode(GENERATED_TEXT, add_special_tokens=False))
+
+
 @dataclass
 class CeilingPoint:
     processes: int
@@ -82,8 +87,7 @@ def synthetic_engine(
     so it needs N steps' worth."""
     from vllm.v1.engine.utils import bind_engine_zmq_listeners
 
-    tokenizer = _tokenizer(vllm_config)
-    token_ids = tokenizer.encode(GENERATED_TEXT, add_special_tokens=False)
+    token_ids = generated_token_ids(_tokenizer(vllm_config))
     listeners = bind_engine_zmq_listeners(vllm_config, clients)
     spawn = multiprocessing.get_context("spawn")
     engine = spawn.Process(
@@ -119,7 +123,7 @@ def streamed_token_ends(vllm_config: Any, max_tokens: int) -> list[int]:
     """Where each token the synthetic engine generates ends in a stream's content (bytes as
     sent), so the load client credits tokens as their text arrives, merged events included."""
     tokenizer = _tokenizer(vllm_config)
-    token_ids = tokenizer.encode(GENERATED_TEXT, add_special_tokens=False)
+    token_ids = generated_token_ids(tokenizer)
     generated = [token_ids[i % len(token_ids)] for i in range(max_tokens)]
     prefixes = [
         tokenizer.decode(generated[: k + 1], clean_up_tokenization_spaces=False)

@@ -34,10 +34,10 @@ from typing import Any
 import orjson
 
 from bench.frontend_ceiling import (
-    GENERATED_TEXT,
     PROMPT,
     CeilingOptions,
     CeilingPoint,
+    generated_token_ids,
     log,
     measure_window,
     server_args,
@@ -246,7 +246,7 @@ def canned_tokens(model: str) -> tuple[list[str], int]:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model)
-    token_ids = tokenizer.encode(GENERATED_TEXT, add_special_tokens=False)
+    token_ids = generated_token_ids(tokenizer)
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": PROMPT}], tokenize=False, add_generation_prompt=True
     )
