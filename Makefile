@@ -61,10 +61,10 @@ test: model tools ## Run the whole test suite (real vLLM engine on CPU, real kop
 test-fast: $(INSTALLED) ## Only the tests that start no engine
 	PATH="$(TOOLS_BIN):$$PATH" $(PY) -m pytest -ra -m "not slow" $(PYTEST_ARGS)
 
-lint: $(INSTALLED) ## ruff + mypy on modelplane.*, hadolint on the Dockerfiles
+lint: $(INSTALLED) ## ruff + mypy on modelplane.* and bench, hadolint on the Dockerfiles
 	$(VENV)/bin/ruff check operator server common tests bench tools
 	$(VENV)/bin/ruff format --check operator server common tests bench tools
-	$(VENV)/bin/mypy -p modelplane.server -p modelplane.operator -m modelplane.contract
+	$(VENV)/bin/mypy -p modelplane.server -p modelplane.operator -m modelplane.contract -p bench
 	$(VENV)/bin/hadolint Dockerfile.server Dockerfile.operator
 
 bench: model ## Benchmark modelplane against vLLM's own server and the raw engine

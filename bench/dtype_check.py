@@ -21,10 +21,17 @@ import json
 import os
 import statistics
 import time
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from bench.cpu_clock import process_cpu_seconds
 from modelplane.server.default_model import CHECKPOINT_DTYPE
+
+if TYPE_CHECKING:
+    from vllm.config.model import ModelDType
+    from vllm.logprobs import Logprob
+    from vllm.outputs import CompletionOutput
+    from vllm.renderers.chat_utils import ChatCompletionMessageParam
 
 PROMPTS: list[tuple[str, str]] = [
     ("chat", "What is the capital of France?"),
@@ -45,17 +52,23 @@ def force_torch_gemm() -> None:
     utils.check_cpu_sgl_kernel = lambda n, k, dtype: False
 
 
-def smallest_margin(logprobs: list[dict[int, object]]) -> float:
+def sampled_logprobs(completion: CompletionOutput) -> list[dict[int, Logprob]]:
+    """The top logprobs at each generated token (FlatLogprobs types its positions as optional,
+    as a prompt's first one is; a generated token's position always has them)."""
+    return [step for step in completion.logprobs or [] if step is not None]
+
+
+def smallest_margin(logprobs: Iterable[Mapping[int, Logprob]]) -> float:
     """The smallest gap between the chosen and the runner-up token's logprob along an answer."""
     gaps = []
     for step in logprobs:
-        values = sorted((entry.logprob for entry in step.values()), reverse=True)  # type: ignore[attr-defined]
+        values = sorted((entry.logprob for entry in step.values()), reverse=True)
         if len(values) >= 2:
             gaps.append(values[0] - values[1])
     return min(gaps) if gaps else float("inf")
 
 
-def run(model: str, dtype: str, gemm: str, speed: bool) -> list[dict[str, object]]:
+def run(model: str, dtype: ModelDType, gemm: str, speed: bool) -> list[dict[str, object]]:
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine in this process: patches apply
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; without it vLLM wants 92% of RAM
     if gemm == "torch":
@@ -67,10 +80,12 @@ def run(model: str, dtype: str, gemm: str, speed: bool) -> list[dict[str, object
     results = []
     for kind, text in PROMPTS:
         if kind == "chat":
-            (output,) = llm.chat([{"role": "user", "content": text}], params, use_tqdm=False)
+            messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": text}]
+            (output,) = llm.chat(messages, params, use_tqdm=False)
         else:
             (output,) = llm.generate([text], params, use_tqdm=False)
         completion = output.outputs[0]
+        logprobs = sampled_logprobs(completion)
         results.append(
             {
                 "dtype": dtype,
@@ -78,12 +93,10 @@ def run(model: str, dtype: str, gemm: str, speed: bool) -> list[dict[str, object
                 "kind": kind,
                 "prompt": text,
                 "answer": completion.text,
-                "smallest_margin": round(smallest_margin(completion.logprobs or []), 4),
+                "smallest_margin": round(smallest_margin(logprobs), 4),
                 "chosen_logprobs": [
                     round(step[token].logprob, 6)
-                    for step, token in zip(
-                        completion.logprobs or [], completion.token_ids, strict=False
-                    )
+                    for step, token in zip(logprobs, completion.token_ids, strict=False)
                 ],
             }
         )

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -29,6 +29,10 @@ from bench.cpu_clock import process_cpu_seconds
 from bench.servers import free_port
 from bench.sse_load import LoadCounters, generated_token_ends, run_streams
 from bench.synthetic_engine import LAG_STEPS, run_synthetic_engine
+
+if TYPE_CHECKING:
+    from vllm.inputs import TokensPrompt
+    from vllm.renderers.chat_utils import ChatCompletionMessageParam
 
 # The text the synthetic engine "generates", cycled: real words, so detokenizing costs what
 # it costs on real output.
@@ -278,7 +282,7 @@ def raw_floor_process(
         freeze_gc_heap()
         tokenizer = llm.get_tokenizer()
         params = sampling_params(options.max_tokens)
-        messages = [{"role": "user", "content": PROMPT}]
+        messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": PROMPT}]
         stop_at = time.perf_counter() + options.warmup_s + options.measure_s
         ids = iter(range(10**9))
 
@@ -287,7 +291,10 @@ def raw_floor_process(
                 text = tokenizer.apply_chat_template(
                     messages, tokenize=False, add_generation_prompt=True
                 )
-                prompt = {"prompt_token_ids": tokenizer.encode(text, add_special_tokens=False)}
+                assert isinstance(text, str)  # tokenize=False
+                prompt: TokensPrompt = {
+                    "prompt_token_ids": tokenizer.encode(text, add_special_tokens=False)
+                }
                 async for output in llm.generate(prompt, params, f"raw-{next(ids)}"):
                     received.value += len(output.outputs[0].token_ids)
 

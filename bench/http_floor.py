@@ -251,7 +251,7 @@ def canned_tokens(model: str) -> tuple[list[str], int]:
         [{"role": "user", "content": PROMPT}], tokenize=False, add_generation_prompt=True
     )
     prompt_tokens = len(tokenizer.encode(prompt, add_special_tokens=False))
-    return [tokenizer.decode([token]) for token in token_ids], prompt_tokens
+    return tokenizer.batch_decode([[token] for token in token_ids]), prompt_tokens
 
 
 def measure_http_floor(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,8 +146,8 @@ def summarize_rounds(rounds: Sequence[dict[str, float | int]]) -> dict[str, Any]
 
 
 def round_ratios(
-    subject: dict[str, Sequence[dict[str, float | int]]],
-    baseline: dict[str, Sequence[dict[str, float | int]]],
+    subject: Mapping[str, Sequence[dict[str, float | int]]],
+    baseline: Mapping[str, Sequence[dict[str, float | int]]],
 ) -> dict[str, dict[str, Any]]:
     """subject / baseline per round (the two ran back to back, so slow drift of the machine
     cancels), then the median and IQR of those ratios, for every level both systems ran."""

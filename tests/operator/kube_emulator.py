@@ -97,6 +97,13 @@ def _parse_path(path: str) -> parsing.ParsedPath:
 parsing.parse_path = _parse_path
 
 
+def _object_key(request: kmock.Request) -> kmock.ObjectKey | None:
+    """The key of the object a request names in `objects`; None for a request naming none."""
+    if request.resource is None or request.name is None:
+        return None
+    return (request.resource, request.namespace, request.name)
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -116,13 +123,13 @@ class StampingEmulator(kmock.KubernetesEmulator):
     @property
     def writes(self) -> list[tuple[str, str, str | None, str | None]]:
         """(method, plural, namespace, name) of every write request received, in order."""
-        return self.__dict__.setdefault("_writes", [])  # type: ignore[no-any-return]
+        return self.__dict__.setdefault("_writes", [])
 
     @property
     def faults(self) -> dict[tuple[str, str, str | None], int]:
         """Injected faults: (method, plural, name or None for any) -> the HTTP status to answer
         instead, or HANG to hold the request unanswered until `release_hung()`."""
-        return self.__dict__.setdefault("_faults", {})  # type: ignore[no-any-return]
+        return self.__dict__.setdefault("_faults", {})
 
     @property
     def received(self) -> int:
@@ -170,19 +177,19 @@ class StampingEmulator(kmock.KubernetesEmulator):
 
         Latency without polling: created_at[("deployments", ns, n)] - created_at[("modeldeployments", ns, n)].
         """
-        return self.__dict__.setdefault("_created_at", {})  # type: ignore[no-any-return]
+        return self.__dict__.setdefault("_created_at", {})
 
     @property
     def pod_logs(self) -> dict[tuple[str, str, str], Path]:
         """A container's log, played by a file: (namespace, pod, container) -> path."""
-        return self.__dict__.setdefault("_pod_logs", {})  # type: ignore[no-any-return]
+        return self.__dict__.setdefault("_pod_logs", {})
 
     def _pod_log(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         """GET pods/<name>/log as the API server proxies it from the kubelet: text/plain, the
         last `tailLines` lines, at most `limitBytes`; 404 for a missing pod, 400 while the
         container has not started (no log yet)."""
-        key = (request.resource, request.namespace, request.name)
-        if key not in self.objects or self.objects[key].deleted:
+        key = _object_key(request)
+        if key is None or key not in self.objects or self.objects[key].deleted:
             raise kmock.KubernetesError(status=404, reason="NotFound", message="pod not found")
         container = request.params.get("container", "")
         path = self.pod_logs.get((str(request.namespace), str(request.name), container))
@@ -263,8 +270,8 @@ class StampingEmulator(kmock.KubernetesEmulator):
         )
 
     def _stamp_update(self, request: kmock.Request) -> None:
-        key = (request.resource, request.namespace, request.name)
-        current = self.objects[key] if key in self.objects else None  # noqa: SIM401 (no .get)
+        key = _object_key(request)
+        current = self.objects[key] if key is not None and key in self.objects else None
         if current is None or current.deleted:
             return  # kmock answers 404
         meta = current.get("metadata", {})
