@@ -76,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "frontend_ceiling",
             "frontend_floor",
             "frontend_http_floor",
+            "frontend_write_floor",
             "frontend_ceiling_stream_interval_setup",
             "frontend_ceiling_stream_interval",
             "cold_start",

@@ -358,15 +358,35 @@ def run_setup(options: CeilingOptions, load_before: float) -> dict[str, Any]:
     }
 
 
+def transport_floor_rows(points: Sequence[CeilingPoint]) -> list[dict[str, Any]]:
+    """The HTTP and write floors' rows in latest.json."""
+    return [
+        {
+            "streams": p.streams,
+            "output_tokens_per_s": p.output_tokens_per_s,
+            "cpu_us_per_token": p.serving_cpu_us_per_token,
+            "tokens_per_event": p.tokens_per_event,
+            "errors": p.errors,
+        }
+        for p in points
+    ]
+
+
 def run_ceiling(model: str, served_name: str, config: BenchConfig) -> dict[str, Any]:
     """`frontend_ceiling` and the floors it is compared with for latest.json: `frontend_floor`
-    (AsyncLLM, no HTTP) and `frontend_http_floor` (uvicorn streaming canned SSE, nothing else)."""
+    (AsyncLLM, no HTTP), `frontend_http_floor` (uvicorn streaming canned SSE, nothing else)
+    and `frontend_write_floor` (the same bytes written straight to the socket)."""
     from bench.http_floor import measure_http_floor
+    from bench.write_floor import serve_write_floor
 
     options = CeilingOptions(max_tokens=config.ceiling_tokens, measure_s=config.ceiling_seconds)
     load_before = os.getloadavg()[0]
     floor = measure_raw(model, config.ceiling_streams, options)
     http_floor = measure_http_floor(model, served_name, config.ceiling_streams, options)
+    write_floor = measure_http_floor(
+        model, served_name, config.ceiling_streams, options,
+        serve=serve_write_floor, label="write floor (asyncio transport, canned SSE)",
+    )  # fmt: skip
     points = [
         point
         for count in config.ceiling_processes
@@ -395,16 +415,8 @@ def run_ceiling(model: str, served_name: str, config: BenchConfig) -> dict[str, 
             }
             for p in floor
         ],
-        "frontend_http_floor": [
-            {
-                "streams": p.streams,
-                "output_tokens_per_s": p.output_tokens_per_s,
-                "cpu_us_per_token": p.serving_cpu_us_per_token,
-                "tokens_per_event": p.tokens_per_event,
-                "errors": p.errors,
-            }
-            for p in http_floor
-        ],
+        "frontend_http_floor": transport_floor_rows(http_floor),
+        "frontend_write_floor": transport_floor_rows(write_floor),
     }
 
 

@@ -27,7 +27,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,9 +255,17 @@ def canned_tokens(model: str) -> tuple[list[str], int]:
 
 
 def measure_http_floor(
-    model: str, served_name: str, streams: Sequence[int], options: CeilingOptions
+    model: str,
+    served_name: str,
+    streams: Sequence[int],
+    options: CeilingOptions,
+    serve: Callable[..., None] = serve_http_floor,
+    label: str = "HTTP floor (uvicorn, canned SSE)",
 ) -> list[CeilingPoint]:
-    """One HTTP-floor server and its tick process; one point per stream level."""
+    """One HTTP-floor server and its tick process; one point per stream level.
+
+    `serve` is the server process' target (`serve_http_floor`, or `write_floor`'s server,
+    which takes the same arguments)."""
     from modelplane.server.api_servers import listening_socket
 
     token_texts, prompt_tokens = canned_tokens(model)
@@ -268,7 +276,7 @@ def measure_http_floor(
     tick_reader, tick_writer = spawn.Pipe(duplex=False)
     sock = listening_socket("127.0.0.1", port)
     server = spawn.Process(
-        target=serve_http_floor,
+        target=serve,
         args=(sock, server_args(model, served_name, port, 1), token_texts, prompt_tokens,
               tick_reader, counters),
         name="HttpFloor",
@@ -293,7 +301,7 @@ def measure_http_floor(
                 measure_window("127.0.0.1", port, served_name, level, options.max_tokens,
                                options.warmup_s, options.measure_s, [server.pid], received)
             )  # fmt: skip
-            log(f"HTTP floor (uvicorn, canned SSE), {level} streams: {rate:.0f} tok/s, "
+            log(f"{label}, {level} streams: {rate:.0f} tok/s, "
                 f"{cpu_us:.1f} us CPU/token, {per_event:.2f} tokens/event, {errors} errors")  # fmt: skip
             points.append(CeilingPoint(1, level, rate, cpu_us, per_event, errors))
     finally:

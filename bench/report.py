@@ -84,8 +84,8 @@ def merge_json(updates: dict[str, Any], path: Path, keep: tuple[str, ...] | None
 
 
 def format_ceiling(ceiling: dict[str, Any]) -> str:
-    """The front-end ceiling as Markdown: the AsyncLLM and HTTP floors and their sum, then
-    modelplane at each process count."""
+    """The front-end ceiling as Markdown: the AsyncLLM, HTTP and write floors, the sum of the
+    first two, then modelplane at each process count."""
     rows = [
         ["raw AsyncLLM (floor)", str(p["streams"]), _fmt(p["output_tokens_per_s"], 0),
          _fmt(p["cpu_us_per_token"], 0), "-"]
@@ -96,6 +96,11 @@ def format_ceiling(ceiling: dict[str, Any]) -> str:
         ["uvicorn canned SSE (HTTP floor)", str(p["streams"]), _fmt(p["output_tokens_per_s"], 0),
          _fmt(p["cpu_us_per_token"], 0), _fmt(p.get("tokens_per_event"), 2)]
         for p in http_floor
+    ]  # fmt: skip
+    rows += [
+        ["socket writes alone (write floor)", str(p["streams"]), _fmt(p["output_tokens_per_s"], 0),
+         _fmt(p["cpu_us_per_token"], 0), _fmt(p.get("tokens_per_event"), 2)]
+        for p in ceiling.get("frontend_write_floor", [])
     ]  # fmt: skip
     # The lower bound for an HTTP front end in Python: AsyncLLM's work plus HTTP's.
     floor_cpu = {p["streams"]: p["cpu_us_per_token"] for p in ceiling.get("frontend_floor", [])}
