@@ -159,3 +159,21 @@ async def test_frames_skip_the_inner_layers_but_the_start_and_the_end_go_through
         {"type": "http.response.body", "body": b"data: 2\n\n", "more_body": True},
     ]
     assert outputs.closed
+
+
+async def test_the_servers_send_goes_into_the_scope_outside_every_layer() -> None:
+    from modelplane.server.middleware import BODY_SEND, ServerSendInScope
+
+    seen: dict[str, object] = {}
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        seen["body_send"] = scope[BODY_SEND]
+
+    async def server_send(message: dict[str, object]) -> None:
+        pass
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    await ServerSendInScope(app)({"type": "http"}, receive, server_send)  # type: ignore[arg-type]
+    assert seen["body_send"] is server_send

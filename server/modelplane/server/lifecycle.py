@@ -115,11 +115,12 @@ def serve(
     engine core through vLLM's `client_config` and shares readiness through `ready_marks`.
     """
     from modelplane.server.app import build_app
+    from modelplane.server.middleware import ServerSendInScope
 
     state = init_state(settings)
     state.engine_client_config = client_config
     state.ready_marks = ready_marks
-    app = build_app(settings, state)
+    app = ServerSendInScope(build_app(settings, state))
     server = DrainingServer(uvicorn_config(settings, app), state)
     server.run(sockets=None if sock is None else [sock])
     sys.exit(server.exit_code)

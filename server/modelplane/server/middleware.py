@@ -33,9 +33,11 @@ API_ROUTES = GENERATION_ROUTES | {"/v1/models"}
 # nginx's "client closed request": the client went away before the response was complete.
 CLIENT_CLOSED_REQUEST = 499
 MAX_REQUEST_ID_LENGTH = 128
-# The scope key under which the middleware leaves the `send` it was given, for an SSE stream's
-# body frames (streaming.EngineStream): the layers inside it (its own `send_with_id`,
-# Starlette's exception handling) look only at the response's start and its last message.
+# The scope key under which the server's own `send` waits for an SSE stream's body frames
+# (streaming.EngineStream): every layer between (Starlette's error and exception handling,
+# RequestMiddleware's `send_with_id`) looks only at the response's start and its last message.
+# `ServerSendInScope` sets it outside them all; without it (an app driven in-process),
+# RequestMiddleware leaves the `send` it was given.
 BODY_SEND = "modelplane.body_send"
 
 
@@ -60,6 +62,17 @@ def route_label(path: str) -> str:
     return "/v1/models/{model}" if path.startswith("/v1/models/") else "other"
 
 
+class ServerSendInScope:
+    """The outermost layer, around Starlette's own: leaves the server's `send` in the scope."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[BODY_SEND] = send
+        await self.app(scope, receive, send)
+
+
 class RequestMiddleware:
     def __init__(self, app: ASGIApp, state: ServerState) -> None:
         self.app = app
@@ -72,7 +85,7 @@ class RequestMiddleware:
         path: str = scope["path"]
         request_id, authorization = request_id_from(scope["headers"])
         id_header = (b"x-request-id", request_id.encode())
-        scope[BODY_SEND] = send
+        scope.setdefault(BODY_SEND, send)
         response: dict[str, Any] = {"status": 0, "complete": False, "rate_key": None}
 
         async def send_with_id(message: Message) -> None:
