@@ -1,8 +1,9 @@
-"""The stream epilogue shared by chat and completions: usage, error frame, engine abort, [DONE]."""
+"""The stream chat and completions share: frames output by output, usage, error frame,
+engine abort, [DONE]."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import orjson
 import pytest
@@ -12,57 +13,77 @@ from modelplane.server.streaming import DONE_FRAME, finish_stream
 
 
 class EngineOutputs:
-    """Stands in for the engine's output iterator: records whether it was closed (= aborted)."""
+    """Stands in for the engine's output iterator (after its first output): yields `items`,
+    then fails with `fail_with` if given; records whether it was closed (= aborted)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *items: bytes, fail_with: Exception | None = None) -> None:
+        self.items = list(items)
+        self.fail_with = fail_with
         self.closed = False
 
     def __aiter__(self) -> EngineOutputs:
         return self
 
-    async def __anext__(self) -> None:
+    async def __anext__(self) -> bytes:
+        if self.items:
+            return self.items.pop(0)
+        if self.fail_with is not None:
+            raise self.fail_with
         raise StopAsyncIteration
 
     async def aclose(self) -> None:
         self.closed = True
 
 
-async def chunks(*frames: bytes, fail_with: Exception | None = None) -> AsyncIterator[bytes]:
-    for frame in frames:
-        yield frame
-    if fail_with is not None:
-        raise fail_with
+def frames_of(item: bytes) -> list[bytes]:
+    """Each stand-in output is its own frame."""
+    return [item]
 
 
-async def collect(stream: AsyncIterator[bytes]) -> list[bytes]:
-    return [frame async for frame in stream]
-
-
-async def test_chunks_then_usage_then_done_and_the_engine_request_is_closed() -> None:
-    outputs = EngineOutputs()
-    stream = finish_stream(
-        chunks(b"data: 1\n\n", b"data: 2\n\n"),
+def stream(
+    outputs: EngineOutputs,
+    first: bytes | None,
+    *,
+    usage_frame: Callable[[], bytes] | None = None,
+    request_id: str = "r",
+    opening: Sequence[bytes] = (),
+) -> AsyncIterator[bytes]:
+    return finish_stream(
         outputs,
-        usage_frame=lambda: b"data: usage\n\n",
-        request_id="r1",
+        first,
+        frames_of,
+        opening=opening,
+        usage_frame=usage_frame,
+        request_id=request_id,
     )
-    assert await collect(stream) == [b"data: 1\n\n", b"data: 2\n\n", b"data: usage\n\n", DONE_FRAME]
+
+
+async def collect(frames: AsyncIterator[bytes]) -> list[bytes]:
+    return [frame async for frame in frames]
+
+
+async def test_opening_then_each_outputs_frames_then_usage_then_done() -> None:
+    outputs = EngineOutputs(b"data: 2\n\n")
+    frames = stream(
+        outputs, b"data: 1\n\n", usage_frame=lambda: b"data: usage\n\n", opening=[b"data: 0\n\n"]
+    )
+    assert await collect(frames) == [
+        b"data: 0\n\n",
+        b"data: 1\n\n",
+        b"data: 2\n\n",
+        b"data: usage\n\n",
+        DONE_FRAME,
+    ]
     assert outputs.closed
 
 
 async def test_no_usage_frame_unless_asked() -> None:
-    stream = finish_stream(
-        chunks(b"data: 1\n\n"), EngineOutputs(), usage_frame=None, request_id="r"
-    )
-    assert await collect(stream) == [b"data: 1\n\n", DONE_FRAME]
+    assert await collect(stream(EngineOutputs(), b"data: 1\n\n")) == [b"data: 1\n\n", DONE_FRAME]
 
 
 async def test_an_openai_error_mid_stream_becomes_an_error_frame_then_done() -> None:
-    outputs = EngineOutputs()
-    failing = chunks(b"data: 1\n\n", fail_with=InvalidRequest("bad stop", param="stop"))
-    frames = await collect(
-        finish_stream(failing, outputs, usage_frame=lambda: b"usage", request_id="r")
-    )
+    outputs = EngineOutputs(fail_with=InvalidRequest("bad stop", param="stop"))
+    frames = await collect(stream(outputs, b"data: 1\n\n", usage_frame=lambda: b"usage"))
     assert frames[0] == b"data: 1\n\n"
     error = orjson.loads(frames[1].removeprefix(b"data: "))["error"]
     assert error == {
@@ -77,8 +98,13 @@ async def test_an_openai_error_mid_stream_becomes_an_error_frame_then_done() -> 
 
 async def test_a_bug_mid_stream_is_a_generic_500_frame_without_the_traceback(caplog) -> None:  # type: ignore[no-untyped-def]
     outputs = EngineOutputs()
-    failing = chunks(fail_with=KeyError("secret internals"))
-    frames = await collect(finish_stream(failing, outputs, usage_frame=None, request_id="r9"))
+
+    def failing_frames(item: bytes) -> list[bytes]:
+        raise KeyError("secret internals")
+
+    frames = await collect(
+        finish_stream(outputs, b"x", failing_frames, usage_frame=None, request_id="r9")
+    )
     error = orjson.loads(frames[0].removeprefix(b"data: "))["error"]
     assert error["type"] == "server_error"
     assert "secret" not in error["message"]
@@ -88,12 +114,10 @@ async def test_a_bug_mid_stream_is_a_generic_500_frame_without_the_traceback(cap
 
 
 async def test_a_client_that_goes_away_closes_the_engine_request() -> None:
-    outputs = EngineOutputs()
-    stream = finish_stream(
-        chunks(b"data: 1\n\n", b"data: 2\n\n"), outputs, usage_frame=None, request_id="r"
-    )
-    assert await anext(stream) == b"data: 1\n\n"
-    await stream.aclose()  # what streaming.EngineStream does when the client has gone
+    outputs = EngineOutputs(b"data: 2\n\n")
+    frames = stream(outputs, b"data: 1\n\n")
+    assert await anext(frames) == b"data: 1\n\n"
+    await frames.aclose()  # type: ignore[attr-defined]  # what EngineStream does when the client has gone
     assert outputs.closed
 
 
@@ -101,10 +125,8 @@ async def test_a_response_whose_client_is_gone_closes_the_engine_request_at_once
     """The send fails while the frames wait at a yield: EngineStream closes them, not the GC."""
     from modelplane.server.streaming import EngineStream
 
-    outputs = EngineOutputs()
-    frames = finish_stream(
-        chunks(b"data: 1\n\n", b"data: 2\n\n"), outputs, usage_frame=None, request_id="r"
-    )
+    outputs = EngineOutputs(b"data: 2\n\n")
+    frames = stream(outputs, b"data: 1\n\n")
 
     async def send(message: dict[str, object]) -> None:
         if message["type"] == "http.response.body" and message.get("body"):
@@ -137,10 +159,8 @@ async def test_frames_skip_the_inner_layers_but_the_start_and_the_end_go_through
     async def receive() -> dict[str, object]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    outputs = EngineOutputs()
-    frames = finish_stream(
-        chunks(b"data: 1\n\n", b"data: 2\n\n"), outputs, usage_frame=None, request_id="r"
-    )
+    outputs = EngineOutputs(b"data: 2\n\n")
+    frames = stream(outputs, b"data: 1\n\n")
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},

@@ -2,14 +2,14 @@
 
 A stream is `data: {chunk}\\n\\n` frames, then (when asked) a usage chunk, and always
 `data: [DONE]\\n\\n`, even after an error frame. `ChunkWriter` frames the chunks,
-`stream_choices` turns engine outputs into them (chat and completions differ only in their
-`ChoiceEntries`), `finish_stream` adds what every stream ends with, `stream_response` sends
-them. This is the per-token path: work here is paid for every streamed token.
+`stream_choices` says which chunks each engine output makes (chat and completions differ only
+in their `ChoiceEntries`), `finish_stream` is the stream (those chunks output by output, then
+what every stream ends with), `stream_response` sends it. This is the per-token path: work
+here is paid for every streamed token.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -74,6 +74,8 @@ class ChunkWriter:
 # One engine completion (its prompt's index, vLLM's CompletionOutput) -> its chunks' `choices`
 # entries, in order. Called once per completion per engine output: for every token.
 ChoiceEntries = Callable[[int, Any], list[dict[str, Any]]]
+# One engine output -> its frames, in order. Called for every engine output: for every token.
+OutputFrames = Callable[[Any], list[bytes]]
 
 
 def stream_choices(
@@ -94,42 +96,52 @@ def stream_choices(
     """
     one_choice = writer.one_choice
 
-    async def chunks() -> AsyncIterator[bytes]:
-        record.mark_first_token()
-        for entry in opening:
-            yield one_choice(entry)
-        item = first
-        while item is not None:
-            prompt_index, output = item if merged else (0, item)
-            for completion in output.outputs:
-                record.completion_tokens += len(completion.token_ids)
-                for entry in entries(prompt_index, completion):
-                    yield one_choice(entry)
-            item = await anext(outputs, None)
+    def frames_of(item: Any) -> list[bytes]:
+        prompt_index, output = item if merged else (0, item)
+        frames = []
+        for completion in output.outputs:
+            record.completion_tokens += len(completion.token_ids)
+            for entry in entries(prompt_index, completion):
+                frames.append(one_choice(entry))
+        return frames
 
+    record.mark_first_token()
     return finish_stream(
-        chunks(), outputs, usage_frame=writer.usage_frame(record), request_id=record.request_id
+        outputs,
+        first,
+        frames_of,
+        opening=[one_choice(entry) for entry in opening],
+        usage_frame=writer.usage_frame(record),
+        request_id=record.request_id,
     )
 
 
 async def finish_stream(
-    frames: AsyncIterator[bytes],
     outputs: AsyncIterator[Any],
+    first: Any,
+    frames_of: OutputFrames,
     *,
+    opening: Sequence[bytes] = (),
     usage_frame: Callable[[], bytes] | None,
     request_id: str,
 ) -> AsyncIterator[bytes]:
-    """What every stream does around its chunks: usage, errors, engine abort, `[DONE]`.
+    """What every stream sends: `opening`, the frames of `first` and of every output after
+    it, usage, an error frame if it fails, `[DONE]`; the engine request ends with it.
 
-    `frames` yields the chunks; `usage_frame` (when the client asked for usage) is called once
-    they are all sent. A failure mid-stream becomes an error frame (the status line is long
-    gone); whatever ends the stream — the last chunk, a failure, a client that went away —
-    closes `outputs`, which aborts the engine request if it is still running.
+    One generator from the engine's outputs to the response, so a token passes through no
+    other. `usage_frame` (when the client asked for usage) is called once the outputs are
+    all sent. A failure mid-stream becomes an error frame (the status line is long gone);
+    whatever ends the stream — the last output, a failure, a client that went away — closes
+    `outputs`, which aborts the engine request if it is still running.
     """
     try:
-        async with contextlib.aclosing(frames):  # type: ignore[type-var]
-            async for frame in frames:
+        for frame in opening:
+            yield frame
+        item = first
+        while item is not None:
+            for frame in frames_of(item):
                 yield frame
+            item = await anext(outputs, None)
         if usage_frame is not None:
             yield usage_frame()
     except OpenAIError as error:
