@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rounds",
         type=_positive_int,
-        default=5,
-        help="rounds; each runs every level on every system in turn (default: 5)",
+        default=None,
+        help="rounds; each runs every level on every system in turn (default: 5; ceiling: 3)",
     )
     parser.add_argument(
         "--requests-per-level",
@@ -208,7 +208,7 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
         concurrency=args.concurrency,
         requests_per_level=args.requests_per_level,
         max_tokens=args.max_tokens,
-        rounds=args.rounds,
+        rounds=args.rounds or (3 if args.command == "ceiling" else 5),
         warmup_requests=args.warmup_requests,
         model=args.model,
         served_model_name=args.served_model_name,

@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from bench.config import BenchConfig
 from bench.cpu_clock import process_cpu_seconds
 from bench.servers import free_port
 from bench.sse_load import LoadCounters, generated_token_ends, run_streams
+from bench.stats import SPREAD_SUFFIX, median_and_iqr, ratio
 from bench.synthetic_engine import LAG_STEPS, run_synthetic_engine
 
 if TYPE_CHECKING:
@@ -194,15 +195,20 @@ def wait_ready(port: int, timeout_s: float = 1200.0) -> None:
     raise RuntimeError(f"front ends not ready after {timeout_s:.0f} s")
 
 
-def measure_modelplane(
+# One measured window at a number of streams, on a system kept running between windows.
+Measure = Callable[[int], CeilingPoint]
+
+
+@contextlib.contextmanager
+def front_ends(
     model: str,
     served_name: str,
     processes: int,
-    streams: Sequence[int],
     options: CeilingOptions,
     stream_interval: int = 1,
-) -> list[CeilingPoint]:
-    """Start `processes` modelplane front ends over the synthetic engine; one point per level."""
+) -> Iterator[Measure]:
+    """`processes` modelplane front ends over the synthetic engine, running until the block
+    ends; yields their `Measure`."""
     from modelplane.server.api_servers import (
         listening_socket,
         shared_metrics_dir,
@@ -218,7 +224,6 @@ def measure_modelplane(
     token_ends = streamed_token_ends(vllm_config, options.max_tokens)
     spawn = multiprocessing.get_context("spawn")
     received = spawn.RawValue("q", 0)
-    points = []
     # Several front ends keep their metrics in files and their readiness in marks, as
     # `run_api_servers` sets them up.
     several = processes > 1
@@ -237,37 +242,40 @@ def measure_modelplane(
             wait_ready(port)
             pids = [p.pid for p in manager.processes]
             log(f"{processes} front end(s) ready, pids {' '.join(map(str, pids))}")
-            for level in streams:
+
+            def measure(level: int) -> CeilingPoint:
                 rate, cpu_us, per_event, errors = asyncio.run(
                     measure_window("127.0.0.1", port, served_name, level, options.max_tokens,
                                    options.warmup_s, options.measure_s, pids, received,
                                    stream_interval, token_ends)
                 )  # fmt: skip
-                point = CeilingPoint(processes, level, rate, cpu_us, per_event, errors)
                 log(f"modelplane x{processes} interval {stream_interval}, {level} streams: "
                     f"{rate:.0f} tok/s, "
                     f"{cpu_us:.0f} us CPU/token, {per_event:.2f} tokens/event, {errors} errors")  # fmt: skip
-                points.append(point)
+                return CeilingPoint(processes, level, rate, cpu_us, per_event, errors)
+
+            yield measure
         finally:
             manager.shutdown(timeout=10)
             sock.close()
-    return points
 
 
 def raw_floor_process(
     model: str,
     client_config: dict[str, Any],
-    streams: int,
     options: CeilingOptions,
     received: Any,
-    result: Any,
+    commands: Any,
 ) -> None:
-    """AsyncLLM in one process over the synthetic engine: the front end minus HTTP."""
+    """AsyncLLM in one process over the synthetic engine: the front end minus HTTP.
+
+    It measures one window per number of streams it reads from `commands` (a Connection),
+    sending back (tokens/s, CPU us/token), until it reads None."""
     import uvloop
 
     from bench.raw_engine import parse_engine_args, sampling_params
 
-    async def main() -> tuple[float, float]:
+    async def main() -> None:
         from vllm.usage.usage_lib import UsageContext
         from vllm.utils.gc_utils import freeze_gc_heap
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -283,61 +291,78 @@ def raw_floor_process(
         tokenizer = llm.get_tokenizer()
         params = sampling_params(options.max_tokens)
         messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": PROMPT}]
-        stop_at = time.perf_counter() + options.warmup_s + options.measure_s
         ids = iter(range(10**9))
+        loop = asyncio.get_running_loop()
 
-        async def stream_loop() -> None:
-            while time.perf_counter() < stop_at:
-                text = tokenizer.apply_chat_template(
-                    messages, tokenize=False, add_generation_prompt=True
-                )
-                assert isinstance(text, str)  # tokenize=False
-                prompt: TokensPrompt = {
-                    "prompt_token_ids": tokenizer.encode(text, add_special_tokens=False)
-                }
-                async for output in llm.generate(prompt, params, f"raw-{next(ids)}"):
-                    received.value += len(output.outputs[0].token_ids)
+        async def window(streams: int) -> tuple[float, float]:
+            stop_at = time.perf_counter() + options.warmup_s + options.measure_s
 
-        load = asyncio.gather(*(stream_loop() for _ in range(streams)))
-        await asyncio.sleep(options.warmup_s)
-        tokens0, cpu0, t0 = received.value, process_cpu_seconds(), time.perf_counter()
-        await asyncio.sleep(options.measure_s)
-        tokens1, cpu1, t1 = received.value, process_cpu_seconds(), time.perf_counter()
-        await load
+            async def stream_loop() -> None:
+                while time.perf_counter() < stop_at:
+                    text = tokenizer.apply_chat_template(
+                        messages, tokenize=False, add_generation_prompt=True
+                    )
+                    assert isinstance(text, str)  # tokenize=False
+                    prompt: TokensPrompt = {
+                        "prompt_token_ids": tokenizer.encode(text, add_special_tokens=False)
+                    }
+                    async for output in llm.generate(prompt, params, f"raw-{next(ids)}"):
+                        received.value += len(output.outputs[0].token_ids)
+
+            load = asyncio.gather(*(stream_loop() for _ in range(streams)))
+            await asyncio.sleep(options.warmup_s)
+            tokens0, cpu0, t0 = received.value, process_cpu_seconds(), time.perf_counter()
+            await asyncio.sleep(options.measure_s)
+            tokens1, cpu1, t1 = received.value, process_cpu_seconds(), time.perf_counter()
+            await load
+            tokens = max(1, tokens1 - tokens0)
+            return tokens / (t1 - t0), (cpu1 - cpu0) * 1e6 / tokens
+
+        while (streams := await loop.run_in_executor(None, commands.recv)) is not None:
+            commands.send(await window(streams))
         llm.shutdown()
-        tokens = max(1, tokens1 - tokens0)
-        return tokens / (t1 - t0), (cpu1 - cpu0) * 1e6 / tokens
 
-    result.send(uvloop.run(main()))
+    uvloop.run(main())
 
 
-def measure_raw(model: str, streams: Sequence[int], options: CeilingOptions) -> list[CeilingPoint]:
+@contextlib.contextmanager
+def raw_floor(model: str, options: CeilingOptions) -> Iterator[Measure]:
+    """The AsyncLLM floor's process and its synthetic engine, running until the block ends;
+    yields its `Measure`."""
     from vllm.engine.arg_utils import AsyncEngineArgs
 
     vllm_config = AsyncEngineArgs(model=model, enforce_eager=True).create_engine_config()
     spawn = multiprocessing.get_context("spawn")
-    points = []
-    for level in streams:
-        received = spawn.RawValue("q", 0)
-        with synthetic_engine(vllm_config, 1, received) as listeners:
-            client_config = {
-                "input_address": listeners.inputs[0].address,
-                "output_address": listeners.outputs[0].address,
-                "input_listener": listeners.inputs[0].socket,
-                "output_listener": listeners.outputs[0].socket,
-            }
-            parent_end, child_end = spawn.Pipe(duplex=False)
-            proc = spawn.Process(
-                target=raw_floor_process,
-                args=(model, client_config, level, options, received, child_end),
-                name="RawFloor",
-            )
-            proc.start()
-            rate, cpu_us = parent_end.recv()
+    received = spawn.RawValue("q", 0)
+    with synthetic_engine(vllm_config, 1, received) as listeners:
+        client_config = {
+            "input_address": listeners.inputs[0].address,
+            "output_address": listeners.outputs[0].address,
+            "input_listener": listeners.inputs[0].socket,
+            "output_listener": listeners.outputs[0].socket,
+        }
+        commands, child_end = spawn.Pipe()
+        proc = spawn.Process(
+            target=raw_floor_process,
+            args=(model, client_config, options, received, child_end),
+            name="RawFloor",
+        )
+        proc.start()
+
+        def measure(level: int) -> CeilingPoint:
+            commands.send(level)
+            rate, cpu_us = commands.recv()
+            log(f"raw AsyncLLM, {level} streams: {rate:.0f} tok/s, {cpu_us:.0f} us CPU/token")
+            return CeilingPoint(0, level, rate, cpu_us, 1.0, 0)
+
+        try:
+            yield measure
+        finally:
+            with contextlib.suppress(OSError):
+                commands.send(None)
             proc.join(30)
-        log(f"raw AsyncLLM, {level} streams: {rate:.0f} tok/s, {cpu_us:.0f} us CPU/token")
-        points.append(CeilingPoint(0, level, rate, cpu_us, 1.0, 0))
-    return points
+            if proc.is_alive():
+                proc.terminate()
 
 
 @dataclass(frozen=True)
@@ -358,108 +383,144 @@ def run_setup(options: CeilingOptions, load_before: float) -> dict[str, Any]:
     }
 
 
-def transport_floor_rows(points: Sequence[CeilingPoint]) -> list[dict[str, Any]]:
-    """The HTTP and write floors' rows in latest.json."""
-    return [
-        {
-            "streams": p.streams,
-            "output_tokens_per_s": p.output_tokens_per_s,
-            "cpu_us_per_token": p.serving_cpu_us_per_token,
-            "tokens_per_event": p.tokens_per_event,
-            "errors": p.errors,
-        }
-        for p in points
-    ]
+def interleave(
+    systems: Mapping[str, contextlib.AbstractContextManager[Measure]],
+    levels: Sequence[int],
+    rounds: int,
+) -> dict[str, dict[int, list[CeilingPoint]]]:
+    """Start every system, then `rounds` rounds: each level on every system in turn, the
+    order reversed every other round, so that the drift of a shared machine falls on all of
+    them alike; the systems wait, started, while the others are measured. Each system's
+    points per level, one per round."""
+    points: dict[str, dict[int, list[CeilingPoint]]] = {
+        name: {level: [] for level in levels} for name in systems
+    }
+    with contextlib.ExitStack() as stack:
+        measures = {name: stack.enter_context(system) for name, system in systems.items()}
+        names = list(measures)
+        for round_index in range(rounds):
+            log(f"round {round_index + 1} of {rounds}")
+            for level in levels:
+                for name in names if round_index % 2 == 0 else names[::-1]:
+                    points[name][level].append(measures[name](level))
+    return points
+
+
+def summarize_points(
+    points: Sequence[CeilingPoint], cpu_key: str, floor: Sequence[CeilingPoint] | None = None
+) -> dict[str, Any]:
+    """One system at one level over its rounds: medians with their interquartile range
+    (`<figure>_iqr`) and, given the AsyncLLM floor's points of the same rounds, the CPU per
+    token over the floor's, taken round by round (`cpu_to_floor`)."""
+    rate, rate_iqr = median_and_iqr([p.output_tokens_per_s for p in points])
+    cpu, cpu_iqr = median_and_iqr([p.serving_cpu_us_per_token for p in points])
+    row: dict[str, Any] = {
+        "streams": points[0].streams,
+        "output_tokens_per_s": rate,
+        "output_tokens_per_s" + SPREAD_SUFFIX: rate_iqr,
+        cpu_key: cpu,
+        cpu_key + SPREAD_SUFFIX: cpu_iqr,
+        "tokens_per_event": median_and_iqr([p.tokens_per_event for p in points])[0],
+        "errors": sum(p.errors for p in points),
+        "rounds": len(points),
+    }
+    if floor is not None:
+        row["cpu_to_floor"], row["cpu_to_floor" + SPREAD_SUFFIX] = median_and_iqr(
+            [
+                ratio(p.serving_cpu_us_per_token, f.serving_cpu_us_per_token)
+                for p, f in zip(points, floor, strict=True)
+            ]
+        )
+    return row
 
 
 def run_ceiling(model: str, served_name: str, config: BenchConfig) -> dict[str, Any]:
     """`frontend_ceiling` and the floors it is compared with for latest.json: `frontend_floor`
     (AsyncLLM, no HTTP), `frontend_http_floor` (uvicorn streaming canned SSE, nothing else)
-    and `frontend_write_floor` (the same bytes written straight to the socket)."""
-    from bench.http_floor import measure_http_floor
+    and `frontend_write_floor` (the same bytes written straight to the socket), all measured
+    in the same interleaved rounds."""
+    from bench.http_floor import transport_floor
     from bench.write_floor import serve_write_floor
 
     options = CeilingOptions(max_tokens=config.ceiling_tokens, measure_s=config.ceiling_seconds)
     load_before = os.getloadavg()[0]
-    floor = measure_raw(model, config.ceiling_streams, options)
-    http_floor = measure_http_floor(model, served_name, config.ceiling_streams, options)
-    write_floor = measure_http_floor(
-        model, served_name, config.ceiling_streams, options,
-        serve=serve_write_floor, label="write floor (asyncio transport, canned SSE)",
-    )  # fmt: skip
-    points = [
-        point
-        for count in config.ceiling_processes
-        for point in measure_modelplane(model, served_name, count, config.ceiling_streams, options)
-    ]
+    systems: dict[str, contextlib.AbstractContextManager[Measure]] = {
+        "floor": raw_floor(model, options),
+        "http_floor": transport_floor(model, served_name, options),
+        "write_floor": transport_floor(
+            model,
+            served_name,
+            options,
+            serve=serve_write_floor,
+            label="write floor (asyncio transport, canned SSE)",
+        ),
+        **{
+            f"x{count}": front_ends(model, served_name, count, options)
+            for count in config.ceiling_processes
+        },
+    }
+    points = interleave(systems, config.ceiling_streams, config.rounds)
+    floor, levels = points["floor"], config.ceiling_streams
     return {
-        # The machine's load says how far to trust the absolute figures; ratios within one
-        # run hold better on a shared machine.
-        "frontend_ceiling_setup": run_setup(options, load_before),
+        # The machine's load says how far to trust the absolute figures; the ratios, taken
+        # round by round, hold better on a shared machine.
+        "frontend_ceiling_setup": {**run_setup(options, load_before), "rounds": config.rounds},
         "frontend_ceiling": [
             {
-                "processes": p.processes,
-                "streams": p.streams,
-                "output_tokens_per_s": p.output_tokens_per_s,
-                "serving_cpu_us_per_token": p.serving_cpu_us_per_token,
-                "tokens_per_event": p.tokens_per_event,
-                "errors": p.errors,
+                "processes": count,
+                **summarize_points(
+                    points[f"x{count}"][level], "serving_cpu_us_per_token", floor[level]
+                ),
             }
-            for p in points
+            for count in config.ceiling_processes
+            for level in levels
         ],
-        "frontend_floor": [
-            {
-                "streams": p.streams,
-                "output_tokens_per_s": p.output_tokens_per_s,
-                "cpu_us_per_token": p.serving_cpu_us_per_token,
-            }
-            for p in floor
-        ],
-        "frontend_http_floor": transport_floor_rows(http_floor),
-        "frontend_write_floor": transport_floor_rows(write_floor),
+        "frontend_floor": [summarize_points(floor[level], "cpu_us_per_token") for level in levels],
+        **{
+            f"frontend_{name}": [
+                summarize_points(points[name][level], "cpu_us_per_token", floor[level])
+                for level in levels
+            ]
+            for name in ("http_floor", "write_floor")
+        },
     }
 
 
 def run_stream_interval_ceiling(
     model: str, served_name: str, config: BenchConfig
 ) -> dict[str, Any]:
-    """`frontend_ceiling_stream_interval`: one front end at each `--stream-interval`, over
-    `rounds` rounds with the intervals interleaved, beside the AsyncLLM floor of the same run."""
+    """`frontend_ceiling_stream_interval`: one front end at each `--stream-interval` and the
+    AsyncLLM floor (at interval 1), measured in the same interleaved rounds."""
     options = CeilingOptions(max_tokens=config.ceiling_tokens, measure_s=config.ceiling_seconds)
     load_before = os.getloadavg()[0]
-    floor = {p.streams: p for p in measure_raw(model, config.ceiling_streams, options)}
-    rows = []
-    for round_index in range(config.rounds):
-        for interval in config.ceiling_stream_intervals:
-            for p in measure_modelplane(
-                model, served_name, 1, config.ceiling_streams, options, stream_interval=interval
-            ):
-                rows.append(
-                    {
-                        "round": round_index,
-                        "stream_interval": interval,
-                        "processes": p.processes,
-                        "streams": p.streams,
-                        "output_tokens_per_s": p.output_tokens_per_s,
-                        "serving_cpu_us_per_token": p.serving_cpu_us_per_token,
-                        "tokens_per_event": p.tokens_per_event,
-                        "cpu_to_floor": p.serving_cpu_us_per_token
-                        / floor[p.streams].serving_cpu_us_per_token,
-                        "errors": p.errors,
-                    }
-                )
+    intervals = config.ceiling_stream_intervals
+    systems: dict[str, contextlib.AbstractContextManager[Measure]] = {
+        "floor": raw_floor(model, options),
+        **{
+            f"interval {interval}": front_ends(
+                model, served_name, 1, options, stream_interval=interval
+            )
+            for interval in intervals
+        },
+    }
+    points = interleave(systems, config.ceiling_streams, config.rounds)
+    floor, levels = points["floor"], config.ceiling_streams
     return {
         "frontend_ceiling_stream_interval_setup": {
             **run_setup(options, load_before),
-            # The floor is AsyncLLM at stream interval 1, measured in this run.
-            "floor": [
-                {
-                    "streams": p.streams,
-                    "output_tokens_per_s": p.output_tokens_per_s,
-                    "cpu_us_per_token": p.serving_cpu_us_per_token,
-                }
-                for p in floor.values()
-            ],
+            "rounds": config.rounds,
+            # The floor is AsyncLLM at stream interval 1, measured in the same rounds.
+            "floor": [summarize_points(floor[level], "cpu_us_per_token") for level in levels],
         },
-        "frontend_ceiling_stream_interval": rows,
+        "frontend_ceiling_stream_interval": [
+            {
+                "stream_interval": interval,
+                "processes": 1,
+                **summarize_points(
+                    points[f"interval {interval}"][level], "serving_cpu_us_per_token", floor[level]
+                ),
+            }
+            for interval in intervals
+            for level in levels
+        ],
     }

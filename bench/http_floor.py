@@ -27,7 +27,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from bench.frontend_ceiling import (
     PROMPT,
     CeilingOptions,
     CeilingPoint,
+    Measure,
     generated_token_ids,
     log,
     measure_window,
@@ -238,7 +239,8 @@ def run_tick_source(
             os.write(ticks.fileno(), b"s")
             told += 1
         else:
-            time.sleep(0.0005)
+            # Idle between windows (the ceiling keeps every system running), it wakes seldom.
+            time.sleep(0.0005 if running else 0.02)
 
 
 def canned_tokens(model: str) -> tuple[list[str], int]:
@@ -254,18 +256,17 @@ def canned_tokens(model: str) -> tuple[list[str], int]:
     return tokenizer.batch_decode([[token] for token in token_ids]), prompt_tokens
 
 
-def measure_http_floor(
+@contextlib.contextmanager
+def transport_floor(
     model: str,
     served_name: str,
-    streams: Sequence[int],
     options: CeilingOptions,
     serve: Callable[..., None] = serve_http_floor,
     label: str = "HTTP floor (uvicorn, canned SSE)",
-) -> list[CeilingPoint]:
-    """One HTTP-floor server and its tick process; one point per stream level.
-
-    `serve` is the server process' target (`serve_http_floor`, or `write_floor`'s server,
-    which takes the same arguments)."""
+) -> Iterator[Measure]:
+    """A canned-SSE server and its tick process, running until the block ends; yields their
+    `Measure`. `serve` is the server process' target: `serve_http_floor`, or the write
+    floor's server (`write_floor.serve_write_floor`), which takes the same arguments."""
     from modelplane.server.api_servers import listening_socket
 
     token_texts, prompt_tokens = canned_tokens(model)
@@ -288,26 +289,28 @@ def measure_http_floor(
         name="HttpFloorTicks",
         daemon=True,
     )
-    points = []
     try:
         server.start()
         ticker.start()
         tick_reader.close()
         tick_writer.close()
         wait_ready(port, timeout_s=60)
-        assert server.pid is not None
-        for level in streams:
+        pid = server.pid
+        assert pid is not None
+
+        def measure(level: int) -> CeilingPoint:
             rate, cpu_us, per_event, errors = asyncio.run(
                 measure_window("127.0.0.1", port, served_name, level, options.max_tokens,
-                               options.warmup_s, options.measure_s, [server.pid], received)
+                               options.warmup_s, options.measure_s, [pid], received)
             )  # fmt: skip
             log(f"{label}, {level} streams: {rate:.0f} tok/s, "
                 f"{cpu_us:.1f} us CPU/token, {per_event:.2f} tokens/event, {errors} errors")  # fmt: skip
-            points.append(CeilingPoint(1, level, rate, cpu_us, per_event, errors))
+            return CeilingPoint(1, level, rate, cpu_us, per_event, errors)
+
+        yield measure
     finally:
         for process in (ticker, server):
             with contextlib.suppress(Exception):
                 process.terminate()
                 process.join(10)
         sock.close()
-    return points

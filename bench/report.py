@@ -84,47 +84,41 @@ def merge_json(updates: dict[str, Any], path: Path, keep: tuple[str, ...] | None
 
 
 def format_ceiling(ceiling: dict[str, Any]) -> str:
-    """The front-end ceiling as Markdown: the AsyncLLM, HTTP and write floors, the sum of the
-    first two, then modelplane at each process count."""
-    rows = [
-        ["raw AsyncLLM (floor)", str(p["streams"]), _fmt(p["output_tokens_per_s"], 0),
-         _fmt(p["cpu_us_per_token"], 0), "-"]
-        for p in ceiling.get("frontend_floor", [])
-    ]  # fmt: skip
-    http_floor = ceiling.get("frontend_http_floor", [])
-    rows += [
-        ["uvicorn canned SSE (HTTP floor)", str(p["streams"]), _fmt(p["output_tokens_per_s"], 0),
-         _fmt(p["cpu_us_per_token"], 0), _fmt(p.get("tokens_per_event"), 2)]
-        for p in http_floor
-    ]  # fmt: skip
-    rows += [
-        ["socket writes alone (write floor)", str(p["streams"]), _fmt(p["output_tokens_per_s"], 0),
-         _fmt(p["cpu_us_per_token"], 0), _fmt(p.get("tokens_per_event"), 2)]
+    """The front-end ceiling as Markdown: the AsyncLLM, HTTP and write floors, then modelplane
+    at each process count; medians over the rounds with their IQR, and each one's CPU per
+    token over the AsyncLLM floor's, taken round by round."""
+    named = [
+        ("raw AsyncLLM (floor)", "cpu_us_per_token", p) for p in ceiling.get("frontend_floor", [])
+    ]
+    named += [
+        ("uvicorn canned SSE (HTTP floor)", "cpu_us_per_token", p)
+        for p in ceiling.get("frontend_http_floor", [])
+    ]
+    named += [
+        ("socket writes alone (write floor)", "cpu_us_per_token", p)
         for p in ceiling.get("frontend_write_floor", [])
-    ]  # fmt: skip
-    # The lower bound for an HTTP front end in Python: AsyncLLM's work plus HTTP's.
-    floor_cpu = {p["streams"]: p["cpu_us_per_token"] for p in ceiling.get("frontend_floor", [])}
-    rows += [
-        ["AsyncLLM + HTTP floors", str(p["streams"]), "-",
-         _fmt(floor_cpu[p["streams"]] + p["cpu_us_per_token"], 0), "-"]
-        for p in http_floor
-        if floor_cpu.get(p["streams"]) is not None and p["cpu_us_per_token"] is not None
-    ]  # fmt: skip
-    rows += [
-        [f"modelplane x{p['processes']}", str(p["streams"]), _fmt(p["output_tokens_per_s"], 0),
-         _fmt(p["serving_cpu_us_per_token"], 0), _fmt(p.get("tokens_per_event"), 2)]
+    ]
+    named += [
+        (f"modelplane x{p['processes']}", "serving_cpu_us_per_token", p)
         for p in ceiling.get("frontend_ceiling", [])
+    ]
+    rows = [
+        [name, str(p["streams"]), _fmt_spread(p, "output_tokens_per_s", 0),
+         _fmt_spread(p, cpu_key, 1), _fmt_spread(p, "cpu_to_floor", 2),
+         _fmt(p.get("tokens_per_event"), 2)]
+        for name, cpu_key, p in named
     ]  # fmt: skip
     return _markdown(
-        ["front end", "streams", "output tok/s", "CPU us/token", "tokens/SSE event"], rows
+        ["front end", "streams", "output tok/s", "CPU us/token", "CPU x floor", "tokens/event"],
+        rows,
     )
 
 
 def format_stream_intervals(intervals: dict[str, Any]) -> str:
     """One front end per --stream-interval as Markdown, CPU per token against the floor."""
     rows = [
-        [str(p["stream_interval"]), str(p["streams"]), _fmt(p["output_tokens_per_s"], 0),
-         _fmt(p["serving_cpu_us_per_token"], 0), _fmt(p["cpu_to_floor"], 2),
+        [str(p["stream_interval"]), str(p["streams"]), _fmt_spread(p, "output_tokens_per_s", 0),
+         _fmt_spread(p, "serving_cpu_us_per_token", 1), _fmt_spread(p, "cpu_to_floor", 2),
          _fmt(p["tokens_per_event"], 2)]
         for p in intervals.get("frontend_ceiling_stream_interval", [])
     ]  # fmt: skip

@@ -77,7 +77,7 @@ def test_bench_ceiling_measures_the_front_end_over_the_synthetic_engine(tmp_path
     result = run_bench(
         [
             "ceiling", "--processes", "1", "--streams", "4", "--ceiling-seconds", "2",
-            "--ceiling-tokens", "8", "--output-dir", str(tmp_path),
+            "--ceiling-tokens", "8", "--rounds", "2", "--output-dir", str(tmp_path),
         ],
         timeout_s=900,
     )  # fmt: skip
@@ -85,7 +85,8 @@ def test_bench_ceiling_measures_the_front_end_over_the_synthetic_engine(tmp_path
     results = json.loads((tmp_path / "latest.json").read_text())
     assert results["cold_start"] == {"eager": {"ready_s": 1.0}}  # other sections are kept
     [point] = results["frontend_ceiling"]
-    assert point["processes"] == 1 and point["streams"] == 4
+    assert point["processes"] == 1 and point["streams"] == 4 and point["rounds"] == 2
+    assert point["cpu_to_floor"] > 0 and len(point["serving_cpu_us_per_token_iqr"]) == 2
     assert point["errors"] == 0
     assert point["output_tokens_per_s"] > 0
     assert 0 < point["serving_cpu_us_per_token"] < 1e6
@@ -96,8 +97,12 @@ def test_bench_ceiling_measures_the_front_end_over_the_synthetic_engine(tmp_path
     assert http_floor["streams"] == 4 and http_floor["errors"] == 0
     assert http_floor["output_tokens_per_s"] > 0 and 0 < http_floor["cpu_us_per_token"] < 1e6
     assert http_floor["tokens_per_event"] == 1.0  # paced: every token its own event
+    [write_floor] = results["frontend_write_floor"]
+    assert write_floor["errors"] == 0 and write_floor["tokens_per_event"] == 1.0
+    assert 0 < write_floor["cpu_us_per_token"] < 1e6
     assert "| modelplane x1 | 4 |" in result.stdout
     assert "| uvicorn canned SSE (HTTP floor) | 4 |" in result.stdout
+    assert "| socket writes alone (write floor) | 4 |" in result.stdout
 
 
 def test_bench_ceiling_stream_intervals_write_their_own_section(tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ from bench.http_floor import (
     HttpFloorApp,
     content_entry,
 )
-from bench.report import format_ceiling
 from modelplane.server.protocol import ChatCompletionRequest
 from modelplane.server.streaming import DONE_FRAME, ChunkWriter, stream_response
 from modelplane.server.tools import ChoiceStream
@@ -129,18 +128,3 @@ def test_a_stream_sends_one_message_per_granted_token_then_finish_usage_and_done
         {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
     )
     assert frames[6] == DONE_FRAME
-
-
-def test_the_ceiling_table_shows_the_http_floor_and_the_sum_of_the_floors() -> None:
-    table = format_ceiling(
-        {
-            "frontend_floor": [{"streams": 64, "output_tokens_per_s": 4000.0, "cpu_us_per_token": 31.0}],
-            "frontend_http_floor": [
-                {"streams": 64, "output_tokens_per_s": 20000.0, "cpu_us_per_token": 15.0,
-                 "tokens_per_event": 1.0, "errors": 0}
-            ],
-            "frontend_ceiling": [],
-        }
-    )  # fmt: skip
-    assert "| uvicorn canned SSE (HTTP floor) | 64 | 20000 | 15 | 1.00 |" in table
-    assert "| AsyncLLM + HTTP floors | 64 | - | 46 | - |" in table

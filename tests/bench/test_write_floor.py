@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any
 
 import orjson
 
 from bench.http_floor import RUNNING, SENT, STEPS, content_entry
-from bench.report import format_ceiling
 from bench.write_floor import READY_RESPONSE, WriteFloorServer, http_chunk, stream_head
 from modelplane.server.streaming import DONE_FRAME, ChunkWriter
 
@@ -91,10 +89,3 @@ def test_a_stream_is_uvicorns_chunks_of_modelplanes_frames_one_token_per_step() 
     assert second_stream.startswith(stream_head())
     assert second_stream.endswith(http_chunk(DONE_FRAME) + b"0\r\n\r\n")
     assert counters[SENT] == 4 and counters[STEPS] == 4 and counters[RUNNING] == 0
-
-
-def test_the_ceiling_table_shows_the_write_floor() -> None:
-    row: dict[str, Any] = {"streams": 64, "output_tokens_per_s": 40000.0,
-                           "cpu_us_per_token": 12.0, "tokens_per_event": 1.0, "errors": 0}  # fmt: skip
-    table = format_ceiling({"frontend_write_floor": [row], "frontend_ceiling": []})
-    assert "| socket writes alone (write floor) | 64 | 40000 | 12 | 1.00 |" in table
