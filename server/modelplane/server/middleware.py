@@ -36,8 +36,8 @@ MAX_REQUEST_ID_LENGTH = 128
 # The scope key under which the server's own `send` waits for an SSE stream's body frames
 # (streaming.EngineStream): every layer between (Starlette's error and exception handling,
 # RequestMiddleware's `send_with_id`) looks only at the response's start and its last message.
-# `ServerSendInScope` sets it outside them all; without it (an app driven in-process),
-# RequestMiddleware leaves the `send` it was given.
+# `ServerSendInScope` sets it outside them all; without it (an app driven in-process) the
+# frames take the same path as every other message.
 BODY_SEND = "modelplane.body_send"
 
 
@@ -85,7 +85,6 @@ class RequestMiddleware:
         path: str = scope["path"]
         request_id, authorization = request_id_from(scope["headers"])
         id_header = (b"x-request-id", request_id.encode())
-        scope.setdefault(BODY_SEND, send)
         response: dict[str, Any] = {"status": 0, "complete": False, "rate_key": None}
 
         async def send_with_id(message: Message) -> None:
