@@ -83,16 +83,20 @@ def server_args(
 
 @contextlib.contextmanager
 def synthetic_engine(
-    vllm_config: Any, clients: int, received: Any, lag_steps: int = LAG_STEPS
+    vllm_config: Any,
+    token_ids: Sequence[int],
+    clients: int,
+    received: Any,
+    lag_steps: int = LAG_STEPS,
 ) -> Iterator[Any]:
-    """Bind `clients` ZMQ listener pairs, start the synthetic engine on them; yield them.
+    """Bind `clients` ZMQ listener pairs, start the synthetic engine on them, generating
+    `token_ids` (`generated_token_ids`) over and over; yield them.
 
     `lag_steps`: how far the engine may run ahead of the client (`synthetic_engine`'s
     pacing); a front end at `--stream-interval N` holds up to N tokens of each stream back,
     so it needs N steps' worth."""
     from vllm.v1.engine.utils import bind_engine_zmq_listeners
 
-    token_ids = generated_token_ids(_tokenizer(vllm_config))
     listeners = bind_engine_zmq_listeners(vllm_config, clients)
     spawn = multiprocessing.get_context("spawn")
     engine = spawn.Process(
@@ -124,11 +128,10 @@ def _tokenizer(vllm_config: Any) -> Any:
     return AutoTokenizer.from_pretrained(vllm_config.model_config.tokenizer)
 
 
-def streamed_token_ends(vllm_config: Any, max_tokens: int) -> list[int]:
-    """Where each token the synthetic engine generates ends in a stream's content (bytes as
-    sent), so the load client credits tokens as their text arrives, merged events included."""
-    tokenizer = _tokenizer(vllm_config)
-    token_ids = generated_token_ids(tokenizer)
+def streamed_token_ends(tokenizer: Any, token_ids: Sequence[int], max_tokens: int) -> list[int]:
+    """Where each token the synthetic engine generates (`token_ids`, cycled) ends in a
+    stream's content (bytes as sent), so the load client credits tokens as their text
+    arrives, merged events included."""
     generated = [token_ids[i % len(token_ids)] for i in range(max_tokens)]
     prefixes = [
         tokenizer.decode(generated[: k + 1], clean_up_tokenization_spaces=False)
@@ -221,7 +224,9 @@ def front_ends(
     args = server_args(model, served_name, port, processes, stream_interval)
     settings = build_settings(args)
     vllm_config = settings.engine_args.create_engine_config()
-    token_ends = streamed_token_ends(vllm_config, options.max_tokens)
+    tokenizer = _tokenizer(vllm_config)
+    token_ids = generated_token_ids(tokenizer)
+    token_ends = streamed_token_ends(tokenizer, token_ids, options.max_tokens)
     spawn = multiprocessing.get_context("spawn")
     received = spawn.RawValue("q", 0)
     # Several front ends keep their metrics in files and their readiness in marks, as
@@ -233,7 +238,7 @@ def front_ends(
         metrics_dir,
         ready_dir as ready_path,
         synthetic_engine(
-            vllm_config, processes, received, LAG_STEPS * stream_interval
+            vllm_config, token_ids, processes, received, LAG_STEPS * stream_interval
         ) as listeners,
     ):
         sock = listening_socket("127.0.0.1", port)
@@ -334,7 +339,8 @@ def raw_floor(model: str, options: CeilingOptions) -> Iterator[Measure]:
     vllm_config = AsyncEngineArgs(model=model, enforce_eager=True).create_engine_config()
     spawn = multiprocessing.get_context("spawn")
     received = spawn.RawValue("q", 0)
-    with synthetic_engine(vllm_config, 1, received) as listeners:
+    token_ids = generated_token_ids(_tokenizer(vllm_config))
+    with synthetic_engine(vllm_config, token_ids, 1, received) as listeners:
         client_config = {
             "input_address": listeners.inputs[0].address,
             "output_address": listeners.outputs[0].address,
@@ -370,7 +376,6 @@ class CeilingOptions:
     max_tokens: int = 64
     warmup_s: float = 3.0
     measure_s: float = 10.0
-    floor: bool = True
 
 
 def run_setup(options: CeilingOptions, load_before: float) -> dict[str, Any]:

@@ -154,9 +154,8 @@ class HttpFloorApp:
 
     def on_ticks(self) -> None:
         """Each tick byte is one step: the next token for every running stream."""
-        steps = len(os.read(self.ticks.fileno(), 4096))
-        if not steps:  # the tick process is gone
-            asyncio.get_running_loop().remove_reader(self.ticks.fileno())
+        steps = take_steps(self.ticks)
+        if not steps:
             return
         sent = 0
         for stream in list(self.running):
@@ -200,6 +199,15 @@ class HttpFloorApp:
         finally:
             self.running.discard(stream)
             self.counters[RUNNING] = len(self.running)
+
+
+def take_steps(ticks: Any) -> int:
+    """The steps the tick process has told since the last call, one byte each (for the
+    event loop's reader of `ticks`); 0, and the reader removed, when it is gone."""
+    steps = len(os.read(ticks.fileno(), 4096))
+    if not steps:
+        asyncio.get_running_loop().remove_reader(ticks.fileno())
+    return steps
 
 
 def body_message(frame: bytes) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import socket
 import time
@@ -38,6 +37,7 @@ from bench.http_floor import (
     STEPS,
     ChatFrames,
     content_entry,
+    take_steps,
 )
 
 CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
@@ -155,11 +155,8 @@ def serve_write_floor(
     server = WriteFloorServer(token_texts, prompt_tokens, counters)
 
     def on_ticks() -> None:
-        steps = len(os.read(ticks.fileno(), 4096))
-        if not steps:  # the tick process is gone
-            asyncio.get_running_loop().remove_reader(ticks.fileno())
-            return
-        server.step(steps)
+        if steps := take_steps(ticks):
+            server.step(steps)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
