@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import psutil
 import pytest
@@ -118,7 +119,33 @@ def scrapes_from_every_front_end(front_ends: list[psutil.Process], port: int) ->
     raise AssertionError(f"only front ends {answered} answered 40 scrapes")
 
 
+def scrape_until(
+    front_ends: list[psutil.Process], port: int, settled: Callable[[str], bool], what: str
+) -> None:
+    """Scrapes until one satisfies `settled` (bounded).
+
+    A front end counts a request once its handler has returned, a moment after the client
+    read `[DONE]` (or closed the stream): on a loaded machine another front end can answer a
+    scrape in that moment and show the pod's figures one request behind.
+    """
+    deadline = time.monotonic() + 60
+    while not settled(text := scrape(front_ends, port)[1]):
+        assert time.monotonic() < deadline, f"{what}; last scrape:\n{text[-3000:]}"
+        time.sleep(0.2)
+
+
 Stream = tuple[openai.OpenAI, Any]
+
+
+def next_chunk_state(stream: Any) -> str:
+    """`streaming` when the stream's next chunk is a token, else how it ended."""
+    try:
+        chunk = next(iter(stream))
+    except StopIteration:
+        return "ended"
+    except (openai.APIError, httpx.HTTPError) as error:  # an error event; a cut connection
+        return f"{type(error).__name__}: {error}"
+    return "streaming" if chunk.choices else f"ended with {chunk.model_dump_json()}"
 
 
 def streams_on_every_front_end(
@@ -165,16 +192,29 @@ def test_two_front_ends_share_the_port_and_stream_from_one_engine(tmp_path: Path
             client.close()
 
         # Whichever front end answers, counters are the pod's sums: modelplane's and vLLM's.
+        def figures(text: str) -> tuple[float, ...]:
+            return (
+                metric_value(text, "modelplane_requests_total", **chat),
+                metric_value(text, "modelplane_completion_tokens_total", model=MODEL),
+                metric_value(text, "vllm:generation_tokens_total"),
+                metric_value(text, IN_FLIGHT_METRIC),
+            )
+
+        expected = (
+            len(streams),
+            metric_value(before, "modelplane_completion_tokens_total", model=MODEL)
+            + completion_tokens,
+            metric_value(before, "vllm:generation_tokens_total") + completion_tokens,
+            0,
+        )
+        scrape_until(
+            front_ends,
+            port,
+            lambda text: figures(text) == expected,
+            f"the finished streams are never all counted: expected {expected}",
+        )
         for text in scrapes_from_every_front_end(front_ends, port):
-            assert metric_value(text, "modelplane_requests_total", **chat) == len(streams)
-            assert metric_value(text, "modelplane_completion_tokens_total", model=MODEL) == (
-                metric_value(before, "modelplane_completion_tokens_total", model=MODEL)
-                + completion_tokens
-            )
-            assert metric_value(text, "vllm:generation_tokens_total") == (
-                metric_value(before, "vllm:generation_tokens_total") + completion_tokens
-            )
-            assert metric_value(text, IN_FLIGHT_METRIC) == 0
+            assert figures(text) == expected
 
         # Long streams held open on both front ends: each scrape reports all of them in
         # flight (the autoscaler's figure), and vLLM's engine gauges once, not per process.
@@ -183,20 +223,27 @@ def test_two_front_ends_share_the_port_and_stream_from_one_engine(tmp_path: Path
         )
         for _, stream in held:
             next(iter(stream))  # generating
-        for text in scrapes_from_every_front_end(front_ends, port):
-            assert metric_samples(text, IN_FLIGHT_METRIC) == [({}, float(len(held)))]
+        texts = scrapes_from_every_front_end(front_ends, port)
+        # Still streaming after the scrapes, so all were running during them; if not, say how
+        # each ended, with the server's log.
+        states = [next_chunk_state(stream) for _, stream in held]
+        report = f"held streams after the scrapes: {states}\n{server.log_text()[-4000:]}"
+        for text in texts:
+            assert metric_samples(text, IN_FLIGHT_METRIC) == [({}, float(len(held)))], report
             engine_requests = metric_value(text, "vllm:num_requests_running") + metric_value(
                 text, "vllm:num_requests_waiting"
             )
-            assert engine_requests == len(held)
+            assert engine_requests == len(held), report
             assert 'pid="' not in text
         for client, stream in held:
             stream.close()
             client.close()
-        deadline = time.monotonic() + 60
-        while metric_value(scrape(front_ends, port)[1], IN_FLIGHT_METRIC) != 0:
-            assert time.monotonic() < deadline, "cancelled streams still counted in flight"
-            time.sleep(0.5)
+        scrape_until(
+            front_ends,
+            port,
+            lambda text: metric_value(text, IN_FLIGHT_METRIC) == 0,
+            "cancelled streams still counted in flight",
+        )
     finally:
         server.process.send_signal(signal.SIGTERM)
         code = server.process.wait(120)
