@@ -22,7 +22,7 @@ import os
 import statistics
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from bench.cpu_clock import process_cpu_seconds
 from modelplane.server.default_model import CHECKPOINT_DTYPE
@@ -128,10 +128,15 @@ def decode_speed(llm: Any) -> dict[str, float]:
 
 
 def main() -> None:
+    from vllm.config.model import ModelDType
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument(
-        "--dtype", default=CHECKPOINT_DTYPE, help="default: the bundled model's serving dtype"
+        "--dtype",
+        choices=get_args(ModelDType),  # vLLM's own --dtype values
+        default=CHECKPOINT_DTYPE,
+        help="default: the bundled model's serving dtype",
     )
     parser.add_argument("--gemm", choices=("default", "torch"), default="default")
     parser.add_argument("--speed", action="store_true", help="also time a 128-token decode")
