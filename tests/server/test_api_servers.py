@@ -7,6 +7,7 @@ import contextlib
 import http.client
 import json
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -134,6 +135,26 @@ def scrape_until(
         time.sleep(0.2)
 
 
+def connections_after_a_burst(front_ends: list[psutil.Process], port: int, count: int) -> list[int]:
+    """Opens `count` connections at once, each answered once: how many each front end holds."""
+    sockets = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+        for sock in sockets:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        return [
+            sum(
+                c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+                for c in p.net_connections(kind="tcp")
+            )
+            for p in front_ends
+        ]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 Stream = tuple[openai.OpenAI, Any]
 
 
@@ -178,6 +199,10 @@ def test_two_front_ends_share_the_port_and_stream_from_one_engine(tmp_path: Path
         assert len(front_ends) == 2, server.log_text()[-3000:]
         assert len(engine_cores(root)) == 1
         chat = {"route": "/v1/chat/completions", "model": MODEL, "status": "200"}
+        # A burst of connections is shared out: the front end with the fewest open ones takes
+        # the next (vLLM's rule). Whichever woke first used to take them all (16/0, 14/2).
+        split = connections_after_a_burst(front_ends, port, 16)
+        assert sum(split) == 16 and min(split) >= 4, split
         _, before = scrape(front_ends, port)
 
         # Short streams, each on its own connection, spread over both front ends.

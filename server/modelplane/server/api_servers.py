@@ -109,9 +109,10 @@ def api_server_process(
     from modelplane.server.logging_config import configure_logging
 
     configure_logging(args.log_format, log_level(args))
-    # vLLM's process manager shares the accept load through this; uvicorn does not use it.
+    # The front ends' open-connection counts, shared so the least loaded accepts; not for
+    # the engine client.
     client_config = dict(client_config or {})
-    client_config.pop("api_server_loads", None)
+    loads = client_config.pop("api_server_loads", None)
     marks = ReadyMarks.for_front_end(ready_dir, client_config)
     try:
         serve(
@@ -119,6 +120,7 @@ def api_server_process(
             sock=sock,
             client_config=client_config,
             ready_marks=marks,
+            peer_loads=None if loads is None else (loads, client_config["client_index"]),
         )
     finally:
         if marks is not None:

@@ -14,10 +14,12 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import MutableSequence
 from types import FrameType
 from typing import Any
 
 import uvicorn
+from vllm.entrypoints.launchers.launcher import NoSignalServer
 
 from modelplane.server.ready_marks import ReadyMarks
 from modelplane.server.settings import ServerSettings
@@ -38,11 +40,27 @@ async def drain(state: ServerState, timeout: float, poll_interval: float = 0.05)
     return state.in_flight == 0
 
 
-class DrainingServer(uvicorn.Server):
-    """uvicorn.Server whose first SIGTERM/SIGINT drains instead of closing the listener."""
+# Several front ends on one socket: the shared count of each one's open connections, and
+# this front end's index in it (vLLM's `api_server_loads`).
+PeerLoads = tuple[MutableSequence[int], int]
 
-    def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
-        super().__init__(config)
+
+class DrainingServer(NoSignalServer):
+    """uvicorn.Server whose first SIGTERM/SIGINT drains instead of closing the listener.
+
+    Built on vLLM's server class for one reason: with `peer_loads`, a pending connection goes
+    to the front end with the fewest open connections, as with `vllm serve --api-server-count`.
+    uvicorn's own accept loop hands every queued connection to whichever front end wakes
+    first: a burst of 16 went 16/0 or 14/2 between two front ends.
+    """
+
+    # vLLM's class leaves the signals to its caller; this one handles them (`handle_exit`).
+    capture_signals = uvicorn.Server.capture_signals
+
+    def __init__(
+        self, config: uvicorn.Config, state: ServerState, peer_loads: PeerLoads | None = None
+    ) -> None:
+        super().__init__(config, peer_loads)
         self.state = state
         self.exit_code = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -108,11 +126,13 @@ def serve(
     sock: socket.socket | None = None,
     client_config: dict[str, Any] | None = None,
     ready_marks: ReadyMarks | None = None,
+    peer_loads: PeerLoads | None = None,
 ) -> None:
     """Run the server until drained or the engine fails; exit with 0 after a clean drain.
 
-    One of several front ends (`api_servers.py`) accepts on the shared `sock`, reaches the
-    engine core through vLLM's `client_config` and shares readiness through `ready_marks`.
+    One of several front ends (`api_servers.py`) accepts on the shared `sock` in turn with
+    the others (`peer_loads`), reaches the engine core through vLLM's `client_config` and
+    shares readiness through `ready_marks`.
     """
     from modelplane.server.app import build_app
     from modelplane.server.middleware import ServerSendInScope
@@ -121,6 +141,6 @@ def serve(
     state.engine_client_config = client_config
     state.ready_marks = ready_marks
     app = ServerSendInScope(build_app(settings, state))
-    server = DrainingServer(uvicorn_config(settings, app), state)
+    server = DrainingServer(uvicorn_config(settings, app), state, peer_loads)
     server.run(sockets=None if sock is None else [sock])
     sys.exit(server.exit_code)
