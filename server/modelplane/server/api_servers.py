@@ -4,7 +4,8 @@ One Python process streams a few thousand tokens a second (HTTP, JSON, detokeniz
 engine produces more at high concurrency. As `vllm serve --api-server-count` does, this
 process binds the listening socket and one ZMQ input/output listener pair per front end,
 launches the engine core, then spawns N modelplane servers that accept on the shared socket
-and each talk to the engine as client `i` of `N` (AsyncLLM's `client_count`/`client_index`).
+(the one with the fewest open connections takes the next, by vLLM's `api_server_loads`) and
+each talk to the engine as client `i` of `N` (AsyncLLM's `client_count`/`client_index`).
 
 `/metrics` speaks for the pod whichever front end answers: the front ends inherit a fresh
 `PROMETHEUS_MULTIPROC_DIR` (prometheus_client's multiprocess mode, as vLLM sets it up for its
