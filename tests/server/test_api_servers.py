@@ -75,16 +75,17 @@ def engine_cores(root: psutil.Process) -> list[psutil.Process]:
     return cores
 
 
+def client_connections(process: psutil.Process, port: int) -> int:
+    """How many established client connections on `port` the process holds right now."""
+    return sum(
+        c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+        for c in process.net_connections(kind="tcp")
+    )
+
+
 def serving_processes(front_ends: list[psutil.Process], port: int) -> set[int]:
     """The front ends holding an established client connection on `port` right now."""
-    return {
-        p.pid
-        for p in front_ends
-        if any(
-            c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
-            for c in p.net_connections(kind="tcp")
-        )
-    }
+    return {p.pid for p in front_ends if client_connections(p, port)}
 
 
 def scrape(front_ends: list[psutil.Process], port: int) -> tuple[int, str]:
@@ -143,13 +144,7 @@ def connections_after_a_burst(front_ends: list[psutil.Process], port: int, count
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
         for sock in sockets:
             assert sock.recv(65536).startswith(b"HTTP/1.1 200")
-        return [
-            sum(
-                c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
-                for c in p.net_connections(kind="tcp")
-            )
-            for p in front_ends
-        ]
+        return [client_connections(p, port) for p in front_ends]
     finally:
         for sock in sockets:
             sock.close()
