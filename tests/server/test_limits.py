@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -156,14 +156,40 @@ LONG_STREAM = {
 }
 
 
-async def wait_for_in_flight(http: httpx.AsyncClient, expected: float, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = (await http.get("/metrics")).text
-        if metric_value(text, "modelplane_requests_in_flight") == expected:
+async def wait_for_in_flight(
+    http: httpx.AsyncClient,
+    expected: float,
+    timeout: float = 120,
+    explain: Callable[[], str] = str,
+) -> None:
+    """Scrapes until the in-flight figure is `expected`; if never, what it was and when.
+
+    Bounded generously: CI machines have run this suite at a third of this machine's speed.
+    """
+    start = time.monotonic()
+    changes: list[tuple[float, float]] = []  # (seconds since start, figure) at each change
+    scrapes = 0
+    while time.monotonic() - start < timeout:
+        figure = metric_value((await http.get("/metrics")).text, "modelplane_requests_in_flight")
+        scrapes += 1
+        if figure == expected:
             return
+        if not changes or changes[-1][1] != figure:
+            changes.append((round(time.monotonic() - start, 2), figure))
         await asyncio.sleep(0.1)
-    raise AssertionError(f"modelplane_requests_in_flight never reached {expected}")
+    raise AssertionError(
+        f"modelplane_requests_in_flight never reached {expected} in {scrapes} scrapes over "
+        f"{timeout} s; it changed (s, figure): {changes}\n{explain()}"
+    )
+
+
+def outcome(task: asyncio.Task[httpx.Response]) -> str:
+    """A request task's state, for a failure message."""
+    if not task.done():
+        return "still waiting"
+    if task.exception():
+        return repr(task.exception())
+    return f"{task.result().status_code} {task.result().text[:500]}"
 
 
 @pytest.mark.slow
@@ -186,7 +212,13 @@ async def test_full_queue_is_429_with_retry_after_in_openai_shape(
                     json={"model": "smollm2-135m-instruct", "prompt": "Hi", "max_tokens": 2},
                 )
             )
-            await wait_for_in_flight(http, 2)
+            await wait_for_in_flight(
+                http,
+                2,
+                explain=lambda: (
+                    f"the queued request: {outcome(queued)}\n{tiny_server.log_text()[-4000:]}"
+                ),
+            )
             refused = await http.post(
                 "/v1/completions",
                 json={"model": "smollm2-135m-instruct", "prompt": "Hi", "max_tokens": 2},
