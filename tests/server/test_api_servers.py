@@ -245,9 +245,9 @@ def test_two_front_ends_share_the_port_and_stream_from_one_engine(tmp_path: Path
             next(iter(stream))  # generating
         texts = scrapes_from_every_front_end(front_ends, port)
         # Still streaming after the scrapes, so all were running during them; if not, say how
-        # each ended, with the server's log.
+        # each ended after the server's log (last, where a CI log's tail shows them).
         states = [next_chunk_state(stream) for _, stream in held]
-        report = f"held streams after the scrapes: {states}\n{server.log_text()[-4000:]}"
+        report = f"{server.log_text()[-3000:]}\nheld streams after the scrapes: {states}"
         for text in texts:
             assert metric_samples(text, IN_FLIGHT_METRIC) == [({}, float(len(held)))], report
             engine_requests = metric_value(text, "vllm:num_requests_running") + metric_value(

@@ -150,7 +150,10 @@ def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
 LONG_STREAM = {
     "model": "smollm2-135m-instruct",
     "prompt": "Once upon a time",
-    "max_tokens": 400,
+    # Most of the context (1024), so that only closing it ends it within the test, however
+    # fast the machine: an unread stream does not wait for its client, whose loopback socket
+    # buffers took 851 KB of frames here.
+    "max_tokens": 1000,
     "ignore_eos": True,
     "stream": True,
 }
@@ -170,7 +173,9 @@ async def wait_for_in_flight(
     changes: list[tuple[float, float]] = []  # (seconds since start, figure) at each change
     scrapes = 0
     while time.monotonic() - start < timeout:
-        figure = metric_value((await http.get("/metrics")).text, "modelplane_requests_in_flight")
+        scrape = await http.get("/metrics")
+        assert scrape.status_code == 200, f"/metrics answered {scrape.status_code}: {scrape.text}"
+        figure = metric_value(scrape.text, "modelplane_requests_in_flight")
         scrapes += 1
         if figure == expected:
             return
@@ -187,6 +192,8 @@ def outcome(task: asyncio.Task[httpx.Response]) -> str:
     """A request task's state, for a failure message."""
     if not task.done():
         return "still waiting"
+    if task.cancelled():
+        return "cancelled"
     if task.exception():
         return repr(task.exception())
     return f"{task.result().status_code} {task.result().text[:500]}"
@@ -215,8 +222,9 @@ async def test_full_queue_is_429_with_retry_after_in_openai_shape(
             await wait_for_in_flight(
                 http,
                 2,
+                # The server's log, then the queued request's fate: last, where CI shows it.
                 explain=lambda: (
-                    f"the queued request: {outcome(queued)}\n{tiny_server.log_text()[-4000:]}"
+                    f"{tiny_server.log_text()[-3000:]}\nthe queued request: {outcome(queued)}"
                 ),
             )
             refused = await http.post(
