@@ -38,7 +38,7 @@ def free_port() -> int:
 
 def wait_for(
     probe: Callable[[], T | None],
-    timeout: float = 20.0,
+    timeout: float = 60.0,
     what: str = "condition",
     details: Callable[[], Any] | None = None,
 ) -> T:
@@ -91,7 +91,7 @@ class Cluster:
         return {c["type"]: c for c in status.get("conditions") or []}
 
     def wait_condition(
-        self, name: str, type_: str, status: str, timeout: float = 20.0
+        self, name: str, type_: str, status: str, timeout: float = 60.0
     ) -> dict[str, Any]:
         """The condition `type_` of ModelDeployment `name` once its status is `status`."""
         return wait_for(
@@ -112,7 +112,7 @@ class Cluster:
             lambda: next(iter(self.events(name, reason)), None), what=f"a {reason} Event on {name}"
         )
 
-    def wait_get(self, path: str, timeout: float = 20.0) -> dict[str, Any]:
+    def wait_get(self, path: str, timeout: float = 60.0) -> dict[str, Any]:
         return wait_for(lambda: self.get(path), timeout, what=path)
 
     def wait_recreated(self, path: str, old: dict[str, Any]) -> dict[str, Any]:

@@ -51,7 +51,7 @@ class RunningServer:
                     lines.append(orjson.loads(line))
         return lines
 
-    def usage_line(self, request_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    def usage_line(self, request_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """The usage line of one request (written when its response has finished)."""
         deadline = time.monotonic() + timeout
         while True:

@@ -14,7 +14,7 @@ MODEL = "smollm2-135m-instruct"
 LONG = {"model": MODEL, "prompt": "Write a long story.", "max_tokens": 2000, "ignore_eos": True}
 
 
-def wait_until_idle(http: httpx.Client, timeout: float = 20) -> str:
+def wait_until_idle(http: httpx.Client, timeout: float = 60) -> str:
     """Poll /metrics until nothing is in flight in modelplane nor running in vLLM."""
     deadline = time.monotonic() + timeout
     text = ""
