@@ -247,13 +247,16 @@ def test_two_front_ends_share_the_port_and_stream_from_one_engine(tmp_path: Path
         # Still streaming after the scrapes, so all were running during them; if not, say how
         # each ended after the server's log (last, where a CI log's tail shows them).
         states = [next_chunk_state(stream) for _, stream in held]
-        report = f"{server.log_text()[-3000:]}\nheld streams after the scrapes: {states}"
+
+        def report() -> str:  # read only when an assertion fails
+            return f"{server.log_text()[-3000:]}\nheld streams after the scrapes: {states}"
+
         for text in texts:
-            assert metric_samples(text, IN_FLIGHT_METRIC) == [({}, float(len(held)))], report
+            assert metric_samples(text, IN_FLIGHT_METRIC) == [({}, float(len(held)))], report()
             engine_requests = metric_value(text, "vllm:num_requests_running") + metric_value(
                 text, "vllm:num_requests_waiting"
             )
-            assert engine_requests == len(held), report
+            assert engine_requests == len(held), report()
             assert 'pid="' not in text
         for client, stream in held:
             stream.close()
